@@ -1,0 +1,32 @@
+"""invariant_aggregator: the Invariant Aggregator and the Table 1 defences, one implementation.
+
+>>> import numpy as np, invariant_aggregator as ia
+>>> rule = ia.make("invariant", tau=0.6, alpha=0.1)
+>>> rule(np.random.default_rng(0).normal(size=(20, 1000)).astype(np.float32)).shape
+(1000,)
+
+Rules: :func:`make` and :func:`available_rules`; the mathematics as pure functions in
+:mod:`invariant_aggregator.functional`; model <-> vector helpers in
+:mod:`invariant_aggregator.params`. This package never imports ``linear_theory`` or
+``deep_experiments``.
+"""
+
+from . import functional
+from .errors import AggregatorError
+from .params import ParameterLayout, last_layer_names
+from .rules import RULES, AggregationRule, StatefulRule, available_rules, make
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AggregatorError",
+    "AggregationRule",
+    "StatefulRule",
+    "ParameterLayout",
+    "RULES",
+    "available_rules",
+    "functional",
+    "last_layer_names",
+    "make",
+    "__version__",
+]

@@ -1,0 +1,196 @@
+"""Validation of hyperparameters and client-update stacks, shared by every rule.
+
+Inputs come as numpy arrays or torch tensors. CPU data is handled as a numpy view (no copy,
+torch CPU tensors included) by the numba kernels; data on another device stays in torch.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import AggregatorError
+
+SUPPORTED_DTYPES = (np.float32, np.float64)
+
+
+# --------------------------------------------------------------------------- hyperparameters
+def check_real(name: str, value: Any, low: float, high: float, *, low_open=False, high_open=False) -> float:
+    """Return ``value`` as a float if it lies in the interval, else raise AggregatorError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise AggregatorError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    lo_ok = value > low if low_open else value >= low
+    hi_ok = value < high if high_open else value <= high
+    if not math.isfinite(value) or not (lo_ok and hi_ok):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise AggregatorError(f"{name} must lie in {interval}, got {value!r}")
+    return value
+
+
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """Return ``value`` as an int in [low, high], else raise AggregatorError (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise AggregatorError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise AggregatorError(f"{name} must be an integer {bound}, got {value}")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise AggregatorError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+SNAP_RELATIVE = 1e-9
+
+
+def ceil_product(value: float, n: int | float) -> int:
+    """ceil(value * n), where a product within a relative 1e-9 of an integer is that integer.
+
+    Hyperparameters arrive as floats: 0.1 * 10, 0.7 * 10 and (5/12) * 12 are meant as 1, 7 and
+    5, but their binary products can land a hair above the integer and a plain ceil would add
+    one more. Representation errors are ~1e-16, far inside the snap width.
+    """
+    product = float(value) * float(n)
+    nearest = round(product)
+    if abs(product - nearest) <= SNAP_RELATIVE * max(1.0, abs(product)):
+        return int(nearest)
+    return math.ceil(product)
+
+
+# --------------------------------------------------------------------------- update stacks
+@dataclass(frozen=True)
+class Stack:
+    """A validated (N, d) stack of client updates.
+
+    ``cpu`` is a numpy view when the data lives in host memory (numba path); ``tensor`` is the
+    torch view (always set, zero-copy for host data). ``wrap`` turns a result back into the
+    caller's type, device and dtype.
+    """
+
+    tensor: torch.Tensor
+    cpu: np.ndarray | None
+    was_numpy: bool
+
+    @property
+    def n(self) -> int:
+        return int(self.tensor.shape[0])
+
+    @property
+    def d(self) -> int:
+        return int(self.tensor.shape[1])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.tensor.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.tensor.device
+
+    def wrap(self, result):
+        """Return ``result`` (numpy array or tensor, shape (d,)) in the caller's type."""
+        if isinstance(result, np.ndarray):
+            if self.was_numpy:
+                return result
+            return torch.from_numpy(result)
+        if self.was_numpy:
+            return result.detach().cpu().numpy()
+        return result
+
+
+def as_stack(updates: Any, *, min_clients: int = 1, rule: str = "aggregation") -> Stack:
+    """Validate the shape and dtype of an (N, d) stack and return a :class:`Stack`.
+
+    Finiteness is not checked here: the kernels check it in the same pass that reads the data.
+    """
+    if isinstance(updates, np.ndarray):
+        was_numpy = True
+        array = updates
+        if array.dtype.type not in SUPPORTED_DTYPES:
+            raise AggregatorError(
+                f"{rule}: updates must be float32 or float64, got dtype {array.dtype}; "
+                "convert with updates.astype(np.float32)"
+            )
+        tensor = None
+    elif isinstance(updates, torch.Tensor):
+        was_numpy = False
+        tensor = updates.detach()
+        if tensor.dtype not in (torch.float32, torch.float64):
+            raise AggregatorError(
+                f"{rule}: updates must be float32 or float64, got {tensor.dtype}; convert with updates.float()"
+            )
+        if tensor.layout != torch.strided:
+            raise AggregatorError(
+                f"{rule}: updates must be a dense tensor, got layout {tensor.layout}; use .to_dense()"
+            )
+        array = tensor.numpy() if tensor.device.type == "cpu" else None
+    else:
+        raise AggregatorError(
+            f"{rule}: updates must be an (N, d) numpy array or torch tensor, got {type(updates).__name__}; "
+            "stack per-client vectors first, e.g. torch.stack(list_of_updates)"
+        )
+    shape = tuple(updates.shape)
+    if len(shape) != 2:
+        hint = " (one client? use updates[None])" if len(shape) == 1 else ""
+        raise AggregatorError(
+            f"{rule}: updates must have shape (N, d) = (clients, coordinates), got shape {shape}{hint}"
+        )
+    n, d = shape
+    if d == 0:
+        raise AggregatorError(f"{rule}: updates have d = 0 coordinates, shape {shape}")
+    if n < min_clients:
+        raise AggregatorError(f"{rule}: needs at least {min_clients} client update(s), got N = {n}")
+    if tensor is None:
+        tensor = torch.from_numpy(array) if array.flags.writeable else torch.from_numpy(array.copy())
+    return Stack(tensor=tensor, cpu=array, was_numpy=was_numpy)
+
+
+def check_weights(weights: Any, n: int, rule: str) -> np.ndarray | None:
+    """Per-client weights: finite, non-negative, length N, positive sum; returned as float64."""
+    if weights is None:
+        return None
+    if isinstance(weights, torch.Tensor):
+        weights = weights.detach().cpu().numpy()
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,):
+        raise AggregatorError(f"{rule}: weights must have shape ({n},), one per client, got shape {w.shape}")
+    if not np.all(np.isfinite(w)):
+        raise AggregatorError(f"{rule}: weights must be finite, got {w.tolist()}")
+    if np.any(w < 0):
+        raise AggregatorError(f"{rule}: weights must be non-negative, got {w.tolist()}")
+    if w.sum() <= 0:
+        raise AggregatorError(f"{rule}: weights must have a positive sum, got {w.tolist()}")
+    return w
+
+
+def check_client_ids(client_ids: Any, n: int, rule: str) -> list:
+    if client_ids is None:
+        raise AggregatorError(
+            f"{rule}: this rule keeps per-client state across rounds; pass client_ids=[...] (one hashable id per row)"
+        )
+    ids = [c.item() if isinstance(c, (np.generic, torch.Tensor)) else c for c in client_ids]
+    if len(ids) != n:
+        raise AggregatorError(f"{rule}: client_ids must have one id per update row ({n}), got {len(ids)}")
+    if len(set(ids)) != n:
+        raise AggregatorError(f"{rule}: client_ids must be distinct, got {ids}")
+    for c in ids:
+        if isinstance(c, bool) or not isinstance(c, (int, str)):
+            raise AggregatorError(f"{rule}: client ids must be int or str, got {c!r} ({type(c).__name__})")
+    return ids
+
+
+def raise_non_finite(rule: str, where: str = "") -> None:
+    raise AggregatorError(
+        f"{rule}: updates contain NaN or Inf{where}; a client sent a non-finite update. "
+        "Drop or repair that client's update before aggregating (e.g. filter rows with torch.isfinite(u).all(1))"
+    )

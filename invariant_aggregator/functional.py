@@ -1,0 +1,364 @@
+"""The mathematics of every rule as pure functions: (N, d) updates in, arrays out.
+
+Each function accepts a numpy array or a torch tensor (CPU or CUDA, float32 or float64) and
+returns the same kind. Host data runs through the fused numba kernels, other devices through
+chunked torch code; ``backend="torch"`` forces the latter (the tests use it as a reference).
+
+Conventions shared by all rules
+-------------------------------
+* sign(0) = 0: a zero coordinate abstains in every sign count.
+* Order statistics x_(0) <= ... <= x_(N-1) are 0-based here; Definition 3 of the paper keeps
+  x_(k), ..., x_(N-k-1) with k = ceil(alpha * N).
+* Thresholds are exact in intent: alpha * N or tau * N within a relative 1e-9 of an integer
+  counts as that integer, so alpha = 0.1 with N = 10 trims one value and tau = 0.7 needs 7 signs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import _cpu_kernels as cpu
+from . import _torch_kernels as tk
+from ._codegen import MAX_SPECIALISED_ROWS, window_kernel
+from ._inputs import Stack, as_stack, ceil_product, check_choice, raise_non_finite
+from ._networks import window_plan
+from .errors import AggregatorError
+
+__all__ = [
+    "SPECIALISE_MIN_COORDINATES",
+    "trim_bounds",
+    "min_agreeing_signs",
+    "sign_sum",
+    "sign_consistency",
+    "sorted_window_mean",
+    "trimmed_mean",
+    "coordinate_median",
+    "and_mask_mean",
+    "invariant_aggregate",
+    "weighted_mean",
+    "pairwise_sq_distances",
+    "gram_matrix",
+    "row_sq_norms",
+    "krum_scores",
+    "krum_select",
+    "rank_with_value_ties",
+    "cosine_distances",
+    "GeometricMedian",
+    "geometric_median_coefficients",
+    "closest_to_median_mean",
+]
+
+TRIM_MODES = ("definition3", "authors")
+BACKENDS = ("auto", "torch")
+SPECIALISE_MIN_COORDINATES = 1 << 18  # below this the generic kernel is faster than compiling
+
+
+# --------------------------------------------------------------------------- conventions
+def trim_bounds(n: int, alpha: float | None, trim: str = "definition3") -> tuple[int, int]:
+    """Sorted positions [lo, hi) (0-based) that the trimmed mean keeps.
+
+    ``definition3``: k = ceil(alpha*N) from each side (the paper's Definition 3).
+    ``authors``: [int(0.45 N), int(0.55 N)), the slicing of the authors' code (for N = 20 the
+    two middle values, i.e. the median; asymmetric for odd N, empty for N in {3, 5, 7, 9, ...}
+    where the two bounds coincide). ``alpha`` is not used by this mode.
+    """
+    check_choice("trim", trim, TRIM_MODES)
+    if trim == "authors":
+        lo, hi = int(0.45 * n), int(0.55 * n)
+        if hi <= lo:
+            raise AggregatorError(
+                f"trim='authors' keeps sorted positions [int(0.45*N), int(0.55*N)) = [{lo}, {hi}) for N = {n}: "
+                "no values. Use trim='definition3' with an alpha, or an N where the slice is non-empty "
+                "(e.g. N = 2, 4, 10, 20)"
+            )
+        return lo, hi
+    k = ceil_product(alpha, n)
+    if n - 2 * k < 1:
+        raise AggregatorError(
+            f"trim level alpha = {alpha} removes ceil(alpha*N) = {k} values from each side of N = {n}, "
+            f"leaving none; need alpha*N <= (N-1)/2, i.e. alpha <= {(n - 1) / (2 * n):.4g} for this N, or more clients"
+        )
+    return k, n - k
+
+
+def min_agreeing_signs(n: int, tau: float | None = None, tau_sum: float | None = None) -> int:
+    """Smallest |sum of signs| that passes the AND-mask: ceil(tau * N), or ceil(tau_sum).
+
+    ``tau`` is on the averaged scale |(1/N) sum sign| >= tau used by the authors' code; ``tau_sum``
+    is the unnormalised threshold of Eq. 3 (|sum sign| >= tau_sum). Exactly one is given.
+    A threshold of 0 keeps every coordinate (sign consistency is always >= 0).
+    """
+    if (tau is None) == (tau_sum is None):
+        raise AggregatorError("give exactly one of tau (averaged scale, in [0, 1]) or tau_sum (Eq. 3's sum scale)")
+    if tau is not None:
+        return ceil_product(tau, n)
+    return ceil_product(tau_sum, 1)
+
+
+# --------------------------------------------------------------------------- dispatch helpers
+def _on_host(stack: Stack, backend: str) -> bool:
+    check_choice("backend", backend, BACKENDS)
+    return backend == "auto" and stack.cpu is not None
+
+
+def _rows(stack: Stack, rows) -> np.ndarray:
+    if rows is None:
+        return np.arange(stack.n, dtype=np.int64)
+    return np.ascontiguousarray(rows, dtype=np.int64)
+
+
+def _torch_rows(stack: Stack, rows: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(rows, dtype=torch.long, device=stack.device)
+
+
+def _stack(updates, rule: str) -> Stack:
+    return updates if isinstance(updates, Stack) else as_stack(updates, rule=rule)
+
+
+def _out(stack: Stack, result, rule: str):
+    if result is None:
+        raise_non_finite(rule)
+    return result
+
+
+# --------------------------------------------------------------------------- coordinate-wise
+def _window_mean(stack: Stack, rows: np.ndarray, lo: int, hi: int, min_agree: int, backend: str, rule: str):
+    """Raw result (numpy or tensor) of the sorted-window mean over ``rows``."""
+    n = rows.shape[0]
+    if not _on_host(stack, backend):
+        return _out(stack, tk.window_mean(stack.tensor, _torch_rows(stack, rows), lo, hi, min_agree), rule)
+    x = stack.cpu
+    out = np.empty(stack.d, dtype=x.dtype)
+    if stack.d >= SPECIALISE_MIN_COORDINATES and 2 <= n <= MAX_SPECIALISED_ROWS:
+        bad = window_kernel(n, lo, hi)(x, rows, min_agree, out, cpu.N_CHUNKS)
+    else:
+        first, second = window_plan(n, lo, hi)
+        block = cpu.block_columns(n, x.itemsize)
+        bad = cpu.window_mean(x, rows, lo, hi, first, second, min_agree, out, block, cpu.chunk_count(stack.d, block))
+    if bad:
+        raise_non_finite(rule)
+    return out
+
+
+def sorted_window_mean(updates, lo: int, hi: int, *, min_agree: int = 0, rows=None, backend: str = "auto"):
+    """Per coordinate, the mean of the order statistics x_(lo), ..., x_(hi-1) (0-based),
+    times the AND-mask 1[|sum_i sign(x_i)| >= min_agree]. The building block of trimmed mean,
+    median and the invariant aggregator."""
+    stack = _stack(updates, "sorted_window_mean")
+    r = _rows(stack, rows)
+    if not 0 <= lo < hi <= r.shape[0]:
+        raise AggregatorError(f"window [lo, hi) = [{lo}, {hi}) must satisfy 0 <= lo < hi <= N = {r.shape[0]}")
+    return stack.wrap(_window_mean(stack, r, lo, hi, min_agree, backend, "sorted_window_mean"))
+
+
+def sign_sum(updates, *, rows=None, backend: str = "auto"):
+    """S_k = sum_i sign(g_ik) as int32, with sign(0) = 0."""
+    stack = _stack(updates, "sign_sum")
+    r = _rows(stack, rows)
+    if not _on_host(stack, backend):
+        return stack.wrap(_out(stack, tk.sign_sum(stack.tensor, _torch_rows(stack, r)), "sign_sum"))
+    out = np.empty(stack.d, dtype=np.int32)
+    block = cpu.block_columns(r.shape[0], stack.cpu.itemsize)
+    if cpu.sign_sum(stack.cpu, r, out, block, cpu.chunk_count(stack.d, block)):
+        raise_non_finite("sign_sum")
+    return stack.wrap(out)
+
+
+def sign_consistency(updates, *, backend: str = "auto"):
+    """|(1/N) sum_i sign(g_ik)| per coordinate, in [0, 1] (Definition 1, averaged scale)."""
+    stack = _stack(updates, "sign_consistency")
+    s = sign_sum(stack, backend=backend)
+    if isinstance(s, np.ndarray):
+        return np.abs(s).astype(stack.cpu.dtype if stack.cpu is not None else np.float64) / stack.n
+    return s.abs().to(stack.dtype) / stack.n
+
+
+def trimmed_mean(updates, alpha: float, *, trim: str = "definition3", backend: str = "auto"):
+    """TrMean(x; alpha) = (1 / (N - 2k)) sum_{i=k}^{N-k-1} x_(i), k = ceil(alpha N) (Definition 3)."""
+    stack = _stack(updates, "trimmed_mean")
+    lo, hi = trim_bounds(stack.n, alpha, trim)
+    return stack.wrap(_window_mean(stack, _rows(stack, None), lo, hi, 0, backend, "trimmed_mean"))
+
+
+def coordinate_median(updates, *, rows=None, backend: str = "auto"):
+    """Coordinate-wise median; for even N the midpoint of the two middle values."""
+    stack = _stack(updates, "median")
+    r = _rows(stack, rows)
+    n = r.shape[0]
+    return stack.wrap(_window_mean(stack, r, (n - 1) // 2, n // 2 + 1, 0, backend, "median"))
+
+
+def and_mask_mean(updates, tau: float | None = None, *, tau_sum: float | None = None, backend: str = "auto"):
+    """m ⊙ mean(g) with m_k = 1[|sum_i sign(g_ik)| >= tau N] (AND-mask, Parascandolo et al. 2021)."""
+    stack = _stack(updates, "and_mask")
+    agree = min_agreeing_signs(stack.n, tau, tau_sum)
+    return stack.wrap(_window_mean(stack, _rows(stack, None), 0, stack.n, agree, backend, "and_mask"))
+
+
+def invariant_aggregate(
+    updates, tau: float | None = None, alpha: float | None = None, *, tau_sum=None, trim="definition3", backend="auto"
+):
+    """Algorithm 1: m ⊙ TrMean(g; alpha), m_k = 1[|sum_i sign(g_ik)| >= tau N], in one pass."""
+    stack = _stack(updates, "invariant")
+    agree = min_agreeing_signs(stack.n, tau, tau_sum)
+    lo, hi = trim_bounds(stack.n, alpha, trim)
+    return stack.wrap(_window_mean(stack, _rows(stack, None), lo, hi, agree, backend, "invariant"))
+
+
+# --------------------------------------------------------------------------- row combinations
+def _weighted_sum(stack: Stack, rows: np.ndarray, coef: np.ndarray, backend: str, rule: str):
+    coef = np.ascontiguousarray(coef, dtype=np.float64)
+    if not _on_host(stack, backend):
+        return _out(stack, tk.weighted_row_sum(stack.tensor, _torch_rows(stack, rows), coef), rule)
+    out = np.empty(stack.d, dtype=stack.cpu.dtype)
+    block = cpu.block_columns(rows.shape[0], stack.cpu.itemsize)
+    if cpu.weighted_row_sum(stack.cpu, rows, coef, out, block, cpu.chunk_count(stack.d, block)):
+        raise_non_finite(rule)
+    return out
+
+
+def weighted_mean(updates, weights=None, *, rows=None, backend: str = "auto"):
+    """sum_i w_i g_i / sum_i w_i over ``rows`` (uniform weights by default), float64 accumulation."""
+    stack = _stack(updates, "weighted_mean")
+    r = _rows(stack, rows)
+    w = np.ones(r.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+    return stack.wrap(_weighted_sum(stack, r, w / w.sum(), backend, "weighted_mean"))
+
+
+def _matrix(stack: Stack, rows, backend: str, cpu_fn, torch_fn, rule: str) -> np.ndarray:
+    r = _rows(stack, rows)
+    if not _on_host(stack, backend):
+        result = torch_fn(stack.tensor, _torch_rows(stack, r))
+        if result is None:
+            raise_non_finite(rule)
+        return result.cpu().numpy()
+    block = cpu.block_columns(r.shape[0], 8)
+    result, bad = cpu_fn(stack.cpu, r, block, cpu.chunk_count(stack.d, block))
+    if bad:
+        raise_non_finite(rule)
+    return result
+
+
+def pairwise_sq_distances(updates, *, rows=None, backend: str = "auto") -> np.ndarray:
+    """D_ij = |g_i - g_j|^2 as a float64 numpy (n, n) matrix, accurate for near-identical updates."""
+    stack = _stack(updates, "pairwise_sq_distances")
+    return _matrix(stack, rows, backend, cpu.pairwise_sq_distances, tk.pairwise_sq_distances, "pairwise_sq_distances")
+
+
+def gram_matrix(updates, *, rows=None, backend: str = "auto") -> np.ndarray:
+    """G_ij = <g_i, g_j> as a float64 numpy matrix."""
+    stack = _stack(updates, "gram_matrix")
+    return _matrix(stack, rows, backend, cpu.gram, tk.gram, "gram_matrix")
+
+
+def row_sq_norms(updates, *, rows=None, backend: str = "auto") -> np.ndarray:
+    """|g_i|^2 per row, float64 numpy."""
+    stack = _stack(updates, "row_sq_norms")
+    return _matrix(stack, rows, backend, cpu.row_sq_norms, tk.row_sq_norms, "row_sq_norms")
+
+
+# --------------------------------------------------------------------------- selection rules
+def krum_scores(dist: np.ndarray, f: int) -> np.ndarray:
+    """Krum score of each update: the sum of its n - f - 2 smallest distances to the others
+    (Blanchard et al. 2017). ``dist`` is a (n, n) matrix of squared (or cosine) distances."""
+    n = dist.shape[0]
+    neighbours = n - f - 2
+    if neighbours < 1:
+        raise AggregatorError(f"Krum with f = {f} needs N >= 2f + 3 = {2 * f + 3} updates, got N = {n}")
+    others = np.sort(dist + np.diag(np.full(n, np.inf)), axis=1)[:, :neighbours]
+    return others.sum(axis=1)
+
+
+def rank_with_value_ties(scores: np.ndarray, stack: Stack | None = None, candidates=None) -> np.ndarray:
+    """Positions of ``scores`` in increasing order; exactly tied scores are ordered by the
+    updates' own values (lexicographically), so a selection never depends on client order.
+
+    Ties are structural, not just rare: with one neighbour (Krum late in Bulyan's selection),
+    two mutual nearest neighbours always share a score. ``candidates[i]`` is the row of
+    ``stack`` behind ``scores[i]`` (default: row i). Identical rows are interchangeable.
+    """
+    order = np.argsort(scores, kind="stable")
+    if stack is None:
+        return order
+    candidates = np.arange(len(scores)) if candidates is None else np.asarray(candidates)
+    sorted_scores = scores[order]
+    start = 0
+    while start < len(order):
+        stop = start + 1
+        while stop < len(order) and sorted_scores[stop] == sorted_scores[start]:
+            stop += 1
+        if stop - start > 1:
+            group = order[start:stop]
+            rows = stack.tensor[torch.as_tensor(candidates[group], device=stack.device)].detach().cpu().numpy()
+            order[start:stop] = group[np.lexsort(rows.T[::-1])]
+        start = stop
+    return order
+
+
+def krum_select(dist: np.ndarray, f: int, m: int, stack: Stack | None = None) -> np.ndarray:
+    """Indices of the m lowest Krum scores; exact ties go by the updates' values (see
+    :func:`rank_with_value_ties`) when ``stack`` is given, else by index."""
+    return rank_with_value_ties(krum_scores(dist, f), stack)[:m]
+
+
+def cosine_distances(gram: np.ndarray) -> np.ndarray:
+    """1 - cos(g_i, g_j) from a Gram matrix; a zero update has cosine similarity 0 to all."""
+    norms = np.sqrt(np.clip(np.diag(gram), 0, None))
+    denom = np.outer(norms, norms)
+    cos = np.divide(gram, denom, out=np.zeros_like(gram), where=denom > 0)
+    dist = 1.0 - np.clip(cos, -1.0, 1.0)
+    np.fill_diagonal(dist, 0.0)
+    return dist
+
+
+@dataclass(frozen=True)
+class GeometricMedian:
+    """Result of the smoothed Weiszfeld iteration: z = sum_j coefficients[j] g_j."""
+
+    coefficients: np.ndarray
+    iterations: int
+    converged: bool
+    objective: float
+
+
+def geometric_median_coefficients(
+    dist: np.ndarray, weights: np.ndarray, nu: float, tol: float, max_iter: int
+) -> GeometricMedian:
+    """Smoothed Weiszfeld (Pillutla et al. 2022) run on the squared-distance matrix alone.
+
+    Every iterate is an affine combination z = sum_j a_j g_j (sum a = 1), for which
+    |z - g_i|^2 = sum_j a_j D_ij - (1/2) a^T D a. So the iterations never touch the d-dimensional
+    data: one pass computes D, one more forms z. Update: beta_i = w_i / max(nu, |z - g_i|),
+    a = beta / sum(beta); stop when the objective sum_i w_i |z - g_i| improves by <= tol times itself.
+    """
+    w = weights / weights.sum()
+
+    def distances(a):
+        sq = dist @ a - 0.5 * (a @ dist @ a)
+        return np.sqrt(np.clip(sq, 0.0, None))
+
+    a = w.copy()
+    dz = distances(a)
+    objective = float(w @ dz)
+    for it in range(1, max_iter + 1):
+        beta = w / np.maximum(nu, dz)
+        a = beta / beta.sum()
+        dz = distances(a)
+        new_objective = float(w @ dz)
+        if abs(objective - new_objective) <= tol * new_objective:
+            return GeometricMedian(a, it, True, new_objective)
+        objective = new_objective
+    return GeometricMedian(a, max_iter, False, objective)
+
+
+def closest_to_median_mean(updates, beta: int, *, rows=None, backend: str = "auto"):
+    """Per coordinate, the mean of the beta values closest to the median (Bulyan's second phase)."""
+    stack = _stack(updates, "bulyan")
+    r = _rows(stack, rows)
+    if not 1 <= beta <= r.shape[0]:
+        raise AggregatorError(f"beta must be in [1, {r.shape[0]}], got {beta}")
+    result = tk.closest_to_median_mean(stack.tensor, _torch_rows(stack, r), beta)
+    return stack.wrap(_out(stack, result, "bulyan"))

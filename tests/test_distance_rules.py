@@ -1,0 +1,152 @@
+"""Krum family, Bulyan, RFA: against brute-force definitions, and distance accuracy."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import invariant_aggregator as ia
+from invariant_aggregator import functional as F
+from tests import oracles
+from tests.support import to_numpy, to_target
+
+
+@st.composite
+def general_position(draw, min_n=5, max_n=12, max_d=6):
+    n = draw(st.integers(min_n, max_n))
+    d = draw(st.integers(1, max_d))
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)) * draw(st.sampled_from([1e-3, 1.0, 1e3]))
+    if draw(st.booleans()):  # a few far outliers, as an attacker would send
+        x[: draw(st.integers(1, 2))] += rng.normal(size=d) * 100
+    if draw(st.booleans()):  # duplicated updates (colluding clients): exact ties
+        x[-1] = x[0]
+    return x
+
+
+@given(x=general_position(), data=st.data())
+def test_krum_returns_an_input_and_matches_brute_force(x, data, target):
+    n = x.shape[0]
+    f = data.draw(st.integers(0, (n - 3) // 2))
+    out = to_numpy(ia.make("krum", f=f, backend=target[1])(to_target(x, target)))
+    assert any(np.array_equal(out, row) for row in x)
+    np.testing.assert_array_equal(out, x[oracles.krum_index(x, f)])
+
+
+@given(x=general_position(), data=st.data())
+def test_multi_krum_averages_the_m_best(x, data):
+    n = x.shape[0]
+    f = data.draw(st.integers(0, (n - 3) // 2))
+    m = data.draw(st.integers(1, n))
+    scores = oracles.krum_scores(x, f)
+    best = sorted(range(n), key=lambda i: (scores[i], tuple(x[i])))[:m]
+    np.testing.assert_allclose(ia.make("multi_krum", f=f, m=m)(x), x[best].mean(0), rtol=1e-12, atol=1e-12)
+
+
+@given(x=general_position(), data=st.data())
+def test_krum_trimmed_mean_is_trimmed_mean_of_selection(x, data):
+    n = x.shape[0]
+    f = data.draw(st.integers(0, (n - 3) // 2))
+    m = data.draw(st.integers(1, n))
+    alpha = data.draw(st.sampled_from([0.0, 0.1, 0.2]))
+    scores = oracles.krum_scores(x, f)
+    best = sorted(range(n), key=lambda i: (scores[i], tuple(x[i])))[:m]
+    if m - 2 * oracles.exact_threshold(alpha, m) < 1:
+        with pytest.raises(ia.AggregatorError, match="leaving none"):
+            ia.make("krum_trimmed_mean", f=f, m=m, alpha=alpha)(x)
+        return
+    expected = oracles.trimmed_mean(x[best], alpha)
+    out = ia.make("krum_trimmed_mean", f=f, m=m, alpha=alpha)(x)
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12 * np.abs(x).max())
+
+
+def test_multi_krum_cosine_uses_angles_not_lengths():
+    # three long updates along e1, one short along e1, one along e2: cosine keeps the short one
+    x = np.array([[100.0, 0.0], [120.0, 1.0], [90.0, -1.0], [0.01, 0.0], [0.0, 1.0]])
+    cos_pick = ia.make("multi_krum_cosine", f=1, m=1)(x)
+    assert cos_pick[1] == 0.0 and cos_pick[0] in (100.0, 0.01)
+    sel = F.krum_select(F.cosine_distances(F.gram_matrix(x)), 1, 4)
+    assert 4 not in sel  # the orthogonal update is the one left out
+
+
+@given(x=general_position(min_n=7, max_n=12, max_d=4), data=st.data())
+def test_bulyan_matches_brute_force(x, data, target):
+    n = x.shape[0]
+    f = data.draw(st.integers(0, (n - 3) // 4))
+    out = to_numpy(ia.make("bulyan", f=f, backend=target[1])(to_target(x, target)))
+    np.testing.assert_allclose(out, oracles.bulyan(x, f), rtol=1e-12, atol=1e-12 * np.abs(x).max())
+
+
+def test_distances_accurate_for_nearly_identical_float32_updates(target):
+    # updates = large common part + tiny differences: the Gram shortcut loses every digit here
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=200_000).astype(np.float32) * 1000
+    x = (base + rng.normal(size=(6, base.size)).astype(np.float32) * 1e-3).astype(np.float32)
+    exact = np.array([[oracles.sq_dist(a, b) for b in x] for a in x])
+    got = F.pairwise_sq_distances(to_target(x, target), backend=target[1])
+    np.testing.assert_allclose(got, exact, rtol=1e-9)
+    # and the naive float32 Gram shortcut is indeed far off (the reason for the above)
+    g = x @ x.T
+    naive = np.diag(g)[:, None] + np.diag(g)[None, :] - 2 * g
+    off = ~np.eye(6, dtype=bool)
+    assert np.max(np.abs(naive[off] - exact[off]) / exact[off]) > 0.5
+
+
+# --------------------------------------------------------------------------- RFA
+@given(
+    n=st.integers(3, 10),
+    d=st.integers(2, 5),
+    seed=st.integers(0, 2**31 - 1),
+    scale=st.sampled_from([1e-3, 1.0, 1e3]),
+    outliers=st.integers(0, 2),
+)
+def test_rfa_satisfies_geometric_median_optimality(n, d, seed, scale, outliers):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)) * scale
+    x[:outliers] += rng.normal(size=d) * 100 * scale
+    rule = ia.make("rfa", nu=1e-12 * scale, tol=1e-15, max_iter=5000)
+    z = rule(x)
+    # Weiszfeld converges sublinearly when the median sits on a data point; the rule says so
+    assume(rule.last_result.converged)
+    dist = np.linalg.norm(x - z, axis=1)
+    assume(dist.min() > 1e-6 * scale)
+    g = ((z - x) / dist[:, None]).sum(0)  # the gradient of sum_i |z - x_i| vanishes
+    assert np.linalg.norm(g) <= 1e-5 * n
+    best = min(np.linalg.norm(x - p, axis=1).sum() for p in list(x) + [x.mean(0)])
+    assert dist.sum() <= best * (1 + 1e-12)
+
+
+def test_rfa_reports_non_convergence_at_a_data_point():
+    # a duplicated point is the median: Weiszfeld creeps towards it and max_iter ends the run
+    x = np.array([[0.0, 0.0], [0.0, 0.0], [3.0, 1.0], [-1.0, 4.0]])
+    rule = ia.make("rfa", nu=1e-15, tol=1e-15, max_iter=50)
+    z = rule(x)
+    assert not rule.last_result.converged and rule.last_result.iterations == 50
+    assert np.linalg.norm(z) < 0.05
+
+
+@given(x=general_position(min_n=3, max_n=10), w=st.lists(st.floats(0.1, 5.0), min_size=10, max_size=10))
+def test_rfa_distance_matrix_trick_equals_plain_weiszfeld(x, w):
+    w = np.array(w[: x.shape[0]])
+    rule = ia.make("rfa", nu=1e-6, tol=1e-300, max_iter=7)
+    ours = rule(x, weights=w)
+    ref = oracles.weiszfeld(x, w, 1e-6, rule.last_result.iterations)
+    np.testing.assert_allclose(ours, ref, rtol=1e-7, atol=1e-8 * np.abs(x).max())
+
+
+def test_rfa_resists_outliers_that_move_the_mean():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 10))
+    x[:4] += 1000
+    z = ia.make("rfa", tol=1e-10, max_iter=1000)(x)
+    assert np.linalg.norm(z - x[4:].mean(0)) < 1.0 < np.linalg.norm(x.mean(0) - x[4:].mean(0))
+
+
+def test_rules_work_on_torch_float64_cpu_and_match_numpy():
+    x = np.random.default_rng(3).normal(size=(11, 50))
+    for name, params in [("krum", {"f": 2}), ("bulyan", {"f": 2}), ("rfa", {}), ("multi_krum_cosine", {"f": 2})]:
+        a = ia.make(name, **params)(x)
+        b = ia.make(name, **params)(torch.from_numpy(x))
+        np.testing.assert_allclose(b.numpy(), a, rtol=1e-12)
