@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,7 +152,10 @@ def as_stack(updates: Any, *, min_clients: int = 1, rule: str = "aggregation") -
     if n < min_clients:
         raise AggregatorError(f"{rule}: needs at least {min_clients} client update(s), got N = {n}")
     if tensor is None:
-        tensor = torch.from_numpy(array) if array.flags.writeable else torch.from_numpy(array.copy())
+        with warnings.catch_warnings():
+            # read-only arrays are fine: nothing here writes to the input, so no copy is made
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            tensor = torch.from_numpy(array)
     return Stack(tensor=tensor, cpu=array, was_numpy=was_numpy)
 
 

@@ -15,6 +15,7 @@ Conventions shared by all rules
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -292,10 +293,19 @@ def rank_with_value_ties(scores: np.ndarray, stack: Stack | None = None, candida
             stop += 1
         if stop - start > 1:
             group = order[start:stop]
-            rows = stack.tensor[torch.as_tensor(candidates[group], device=stack.device)].detach().cpu().numpy()
-            order[start:stop] = group[np.lexsort(rows.T[::-1])]
+            key = functools.cmp_to_key(lambda i, j: _lexicographic(stack.tensor, candidates[i], candidates[j]))
+            order[start:stop] = sorted(group, key=key)
         start = stop
     return order
+
+
+def _lexicographic(t: torch.Tensor, i: int, j: int) -> int:
+    """-1, 0, 1 as row i is lexicographically below, equal to, above row j (one vectorised pass)."""
+    differ = torch.nonzero(t[i] != t[j])
+    if differ.numel() == 0:
+        return 0
+    k = differ[0, 0]
+    return -1 if bool(t[i, k] < t[j, k]) else 1
 
 
 def krum_select(dist: np.ndarray, f: int, m: int, stack: Stack | None = None) -> np.ndarray:

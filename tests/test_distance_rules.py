@@ -150,3 +150,20 @@ def test_rules_work_on_torch_float64_cpu_and_match_numpy():
         a = ia.make(name, **params)(x)
         b = ia.make(name, **params)(torch.from_numpy(x))
         np.testing.assert_allclose(b.numpy(), a, rtol=1e-12)
+
+
+def test_duplicated_large_updates_tie_break_by_value():
+    # colluding clients send identical updates: exact score ties on a large vector (the tie
+    # break compares rows, it does not lexsort d keys)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(7, 2_000_000)).astype(np.float32)
+    x[5] = x[6] = x[2]
+    out = ia.make("krum", f=1)(x[::-1].copy())
+    np.testing.assert_array_equal(out, ia.make("krum", f=1)(x))
+    np.testing.assert_array_equal(out, x[2])
+
+
+def test_read_only_input_is_used_without_copy():
+    x = np.random.default_rng(0).normal(size=(5, 30))
+    x.flags.writeable = False
+    np.testing.assert_allclose(ia.make("median")(x), np.median(x, axis=0))
