@@ -173,7 +173,7 @@ def sign_consistency(updates, *, backend: str = "auto"):
     stack = _stack(updates, "sign_consistency")
     s = sign_sum(stack, backend=backend)
     if isinstance(s, np.ndarray):
-        return np.abs(s).astype(stack.cpu.dtype if stack.cpu is not None else np.float64) / stack.n
+        return np.abs(s).astype(stack.cpu.dtype) / stack.n  # numpy result: numpy input
     return s.abs().to(stack.dtype) / stack.n
 
 

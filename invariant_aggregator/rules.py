@@ -318,7 +318,6 @@ class Krum(_KrumFamily):
 
     def __init__(self, f=None, *, backend="auto"):
         self._set(f=_check_f(f))
-        self.m = 1
         self.backend = _check_backend(backend)
 
     def _aggregate(self, stack, weights, client_ids):

@@ -110,6 +110,31 @@ def test_sign_sgd_outputs_only_three_values(x, lr, target):
     np.testing.assert_array_equal(out, lr * np.sign(oracles.sign_count(x)))
 
 
+@given(x=stacks())
+def test_sign_consistency_is_mean_sign_magnitude(x, target):
+    out = to_numpy(F.sign_consistency(to_target(x, target), backend=target[1]))
+    np.testing.assert_allclose(out, np.abs(oracles.sign_count(x)) / x.shape[0], rtol=1e-6)
+    assert np.all((0 <= out) & (out <= 1))
+
+
+@given(x=stacks(), tau=taus, alpha=st.sampled_from([0.0, 0.1, 0.2]))
+def test_tau_sum_reading_equals_tau_times_n(x, tau, alpha):
+    n = x.shape[0]
+    assume(n - 2 * oracles.exact_threshold(alpha, n) >= 1)
+    averaged = ia.make("invariant", tau=tau, alpha=alpha)(x)
+    summed = ia.make("invariant", tau_sum=tau * n, alpha=alpha)(x)
+    np.testing.assert_array_equal(summed, averaged)
+
+
+@given(x=stacks(min_n=10, max_n=30), tau=taus)
+def test_invariant_with_authors_trim(x, tau):
+    n = x.shape[0]
+    lo, hi = int(0.45 * n), int(0.55 * n)
+    assume(hi > lo)
+    expected = oracles.and_mask(x, tau) * oracles.window_mean(x, lo, hi)
+    close(ia.make("invariant", tau=tau, trim="authors")(x), expected, x)
+
+
 # --------------------------------------------------------------------------- invariances
 SYMMETRIC = [
     ("invariant", {"tau": 0.5, "alpha": 0.1}),
