@@ -20,7 +20,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from ._networks import merge_exchange, prune
+from ._networks import window_comparators
 
 _VERSION = 1
 MAX_SPECIALISED_ROWS = 64  # beyond this the compile time outweighs the gain
@@ -36,7 +36,7 @@ def cache_dir() -> Path:
 
 
 def window_source(n: int, lo: int, hi: int) -> str:
-    pairs = [] if (lo == 0 and hi == n) else prune(merge_exchange(n), set(range(lo, hi)))
+    pairs = window_comparators(n, lo, hi)
     v = [f"v{i}" for i in range(n)]
     body = [
         "import numpy as np",

@@ -193,8 +193,8 @@ def check_client_ids(client_ids: Any, n: int, rule: str) -> list:
     return ids
 
 
-def raise_non_finite(rule: str, where: str = "") -> None:
+def raise_non_finite(rule: str) -> None:
     raise AggregatorError(
-        f"{rule}: updates contain NaN or Inf{where}; a client sent a non-finite update. "
+        f"{rule}: updates contain NaN or Inf; a client sent a non-finite update. "
         "Drop or repair that client's update before aggregating (e.g. filter rows with torch.isfinite(u).all(1))"
     )

@@ -43,14 +43,19 @@ def prune(pairs: list[tuple[int, int]], needed: set[int]) -> list[tuple[int, int
 
 
 @lru_cache(maxsize=256)
-def window_plan(n: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+def window_comparators(n: int, lo: int, hi: int) -> tuple[tuple[int, int], ...]:
     """Comparators that put the order statistics x_(lo), ..., x_(hi-1) (0-based) in place.
 
     The kernels then sum exactly those wires. Summing the kept window directly, rather than
     subtracting the tails from the total, matters: an attacker's 1e30 would otherwise absorb
-    every benign value in the total's rounding.
+    every benign value in the total's rounding. The whole range needs no sorting at all.
     """
-    chosen = [] if (lo == 0 and hi == n) else prune(merge_exchange(n), set(range(lo, hi)))
-    first = np.array([a for a, _ in chosen], dtype=np.int64)
-    second = np.array([b for _, b in chosen], dtype=np.int64)
-    return first, second
+    if lo == 0 and hi == n:
+        return ()
+    return tuple(prune(merge_exchange(n), set(range(lo, hi))))
+
+
+def window_plan(n: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`window_comparators` as two wire arrays, for the generic kernel."""
+    pairs = window_comparators(n, lo, hi)
+    return np.array([a for a, _ in pairs], dtype=np.int64), np.array([b for _, b in pairs], dtype=np.int64)

@@ -1,8 +1,9 @@
 """Device-generic implementations in torch (CUDA, or CPU on request).
 
 They work on column chunks so that temporaries stay bounded, and they double as an
-independent reference for the numba kernels in the tests: different algorithms (torch.sort,
-centred float64 Gram matrices) computing the same quantities.
+independent reference for the numba kernels in the tests: different code (torch.sort, torch
+reductions) computing the same quantities. Every function raises :class:`NonFinite` when the
+selected rows hold NaN/Inf; the caller turns that into the rule's AggregatorError.
 """
 
 from __future__ import annotations
@@ -12,25 +13,26 @@ import torch
 _CHUNK_ELEMENTS = 1 << 24
 
 
-def _chunks(n: int, d: int):
+class NonFinite(Exception):
+    """The input holds NaN or Inf."""
+
+
+def _blocks(t, rows, dtype=None):
+    """(c0, c1, t[rows, c0:c1]) over column chunks, optionally cast; checks finiteness."""
+    n, d = rows.numel(), t.shape[1]
     step = max(1, _CHUNK_ELEMENTS // max(1, n))
     for c0 in range(0, d, step):
-        yield c0, min(d, c0 + step)
-
-
-def _finite(block: torch.Tensor) -> bool:
-    return bool(torch.isfinite(block).all())
+        c1 = min(d, c0 + step)
+        block = t[rows, c0:c1]
+        if not bool(torch.isfinite(block).all()):
+            raise NonFinite
+        yield c0, c1, block if dtype is None else block.to(dtype)
 
 
 def window_mean(t, rows, lo, hi, min_agree):
-    """Mean of sorted positions [lo, hi) per column, masked where |sum sign| < min_agree.
-    Returns None if the input holds NaN/Inf."""
-    n, d = rows.numel(), t.shape[1]
-    out = torch.empty(d, dtype=t.dtype, device=t.device)
-    for c0, c1 in _chunks(n, d):
-        block = t[rows, c0:c1]
-        if not _finite(block):
-            return None
+    """Mean of sorted positions [lo, hi) per column, masked where |sum sign| < min_agree."""
+    out = torch.empty(t.shape[1], dtype=t.dtype, device=t.device)
+    for c0, c1, block in _blocks(t, rows):
         kept = torch.sort(block, dim=0).values[lo:hi]
         mean = kept.sum(0, dtype=torch.float64) / (hi - lo)
         if min_agree > 0:
@@ -41,25 +43,17 @@ def window_mean(t, rows, lo, hi, min_agree):
 
 
 def sign_sum(t, rows):
-    n, d = rows.numel(), t.shape[1]
-    out = torch.empty(d, dtype=torch.int32, device=t.device)
-    for c0, c1 in _chunks(n, d):
-        block = t[rows, c0:c1]
-        if not _finite(block):
-            return None
+    out = torch.empty(t.shape[1], dtype=torch.int32, device=t.device)
+    for c0, c1, block in _blocks(t, rows):
         out[c0:c1] = torch.sign(block).sum(0).to(torch.int32)
     return out
 
 
 def weighted_row_sum(t, rows, coef):
-    n, d = rows.numel(), t.shape[1]
     coef = torch.as_tensor(coef, dtype=torch.float64, device=t.device)
-    out = torch.empty(d, dtype=t.dtype, device=t.device)
-    for c0, c1 in _chunks(n, d):
-        block = t[rows, c0:c1]
-        if not _finite(block):
-            return None
-        out[c0:c1] = (coef @ block.to(torch.float64)).to(t.dtype)
+    out = torch.empty(t.shape[1], dtype=t.dtype, device=t.device)
+    for c0, c1, block in _blocks(t, rows, torch.float64):
+        out[c0:c1] = (coef @ block).to(t.dtype)
     return out
 
 
@@ -69,12 +63,9 @@ def pairwise_sq_distances(t, rows):
     Duplicated updates (colluding clients) then sit at distance exactly 0 and tie exactly,
     as in the numba kernel; a Gram-matrix formula leaves ~1e-16 relative noise that turns
     exact ties into near-ties broken by rounding."""
-    n, d = rows.numel(), t.shape[1]
+    n = rows.numel()
     dist = torch.zeros(n, n, dtype=torch.float64, device=t.device)
-    for c0, c1 in _chunks(n, d):
-        block = t[rows, c0:c1].to(torch.float64)
-        if not _finite(block):
-            return None
+    for _, _, block in _blocks(t, rows, torch.float64):
         for i in range(n):
             diff = block - block[i]
             dist[i] += (diff * diff).sum(1)
@@ -82,23 +73,16 @@ def pairwise_sq_distances(t, rows):
 
 
 def gram(t, rows):
-    n, d = rows.numel(), t.shape[1]
+    n = rows.numel()
     g = torch.zeros(n, n, dtype=torch.float64, device=t.device)
-    for c0, c1 in _chunks(n, d):
-        block = t[rows, c0:c1].to(torch.float64)
-        if not _finite(block):
-            return None
+    for _, _, block in _blocks(t, rows, torch.float64):
         g += block @ block.T
     return g
 
 
 def row_sq_norms(t, rows):
-    n, d = rows.numel(), t.shape[1]
-    norms = torch.zeros(n, dtype=torch.float64, device=t.device)
-    for c0, c1 in _chunks(n, d):
-        block = t[rows, c0:c1].to(torch.float64)
-        if not _finite(block):
-            return None
+    norms = torch.zeros(rows.numel(), dtype=torch.float64, device=t.device)
+    for _, _, block in _blocks(t, rows, torch.float64):
         norms += (block * block).sum(1)
     return norms
 
@@ -106,19 +90,15 @@ def row_sq_norms(t, rows):
 def closest_to_median_mean(t, rows, beta):
     """Bulyan's coordinate phase: per column, the mean of the beta values nearest the median
     (even count: midpoint of the two middle values); ties broken by sorted position."""
-    n, d = rows.numel(), t.shape[1]
-    out = torch.empty(d, dtype=t.dtype, device=t.device)
+    n = rows.numel()
+    out = torch.empty(t.shape[1], dtype=t.dtype, device=t.device)
     lo, hi = (n - 1) // 2, n // 2 + 1
-    for c0, c1 in _chunks(n, d):
-        block = t[rows, c0:c1]
-        if not _finite(block):
-            return None
+    for c0, c1, block in _blocks(t, rows):
         srt = torch.sort(block, dim=0).values.to(torch.float64)
         med = srt[lo:hi].mean(0, keepdim=True)
         # the beta nearest values form a contiguous run of the sorted column; pick the run
         # whose farthest member is nearest (earliest run on ties)
-        starts = n - beta + 1
-        spread = torch.stack([torch.maximum(med[0] - srt[s], srt[s + beta - 1] - med[0]) for s in range(starts)])
+        spread = torch.stack([torch.maximum(med[0] - srt[s], srt[s + beta - 1] - med[0]) for s in range(n - beta + 1)])
         best = torch.argmin(spread, dim=0)
         # sum the run itself: prefix sums would carry an outlier's rounding into the result
         total = sum(srt.gather(0, (best + k)[None, :])[0] for k in range(beta))

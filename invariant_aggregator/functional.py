@@ -39,10 +39,12 @@ __all__ = [
     "coordinate_median",
     "and_mask_mean",
     "invariant_aggregate",
+    "weighted_sum",
     "weighted_mean",
     "pairwise_sq_distances",
     "gram_matrix",
     "row_sq_norms",
+    "nearest_sum",
     "krum_scores",
     "krum_select",
     "rank_with_value_ties",
@@ -111,18 +113,16 @@ def _rows(stack: Stack, rows) -> np.ndarray:
     return np.ascontiguousarray(rows, dtype=np.int64)
 
 
-def _torch_rows(stack: Stack, rows: np.ndarray) -> torch.Tensor:
-    return torch.as_tensor(rows, dtype=torch.long, device=stack.device)
-
-
 def _stack(updates, rule: str) -> Stack:
     return updates if isinstance(updates, Stack) else as_stack(updates, rule=rule)
 
 
-def _out(stack: Stack, result, rule: str):
-    if result is None:
+def _on_device(rule: str, fn, stack: Stack, rows: np.ndarray, *args):
+    """Run a torch kernel on the selected rows; NaN/Inf becomes the rule's AggregatorError."""
+    try:
+        return fn(stack.tensor, torch.as_tensor(rows, dtype=torch.long, device=stack.device), *args)
+    except tk.NonFinite:
         raise_non_finite(rule)
-    return result
 
 
 # --------------------------------------------------------------------------- coordinate-wise
@@ -130,7 +130,7 @@ def _window_mean(stack: Stack, rows: np.ndarray, lo: int, hi: int, min_agree: in
     """Raw result (numpy or tensor) of the sorted-window mean over ``rows``."""
     n = rows.shape[0]
     if not _on_host(stack, backend):
-        return _out(stack, tk.window_mean(stack.tensor, _torch_rows(stack, rows), lo, hi, min_agree), rule)
+        return _on_device(rule, tk.window_mean, stack, rows, lo, hi, min_agree)
     x = stack.cpu
     out = np.empty(stack.d, dtype=x.dtype)
     if stack.d >= SPECIALISE_MIN_COORDINATES and 2 <= n <= MAX_SPECIALISED_ROWS:
@@ -160,7 +160,7 @@ def sign_sum(updates, *, rows=None, backend: str = "auto"):
     stack = _stack(updates, "sign_sum")
     r = _rows(stack, rows)
     if not _on_host(stack, backend):
-        return stack.wrap(_out(stack, tk.sign_sum(stack.tensor, _torch_rows(stack, r)), "sign_sum"))
+        return stack.wrap(_on_device("sign_sum", tk.sign_sum, stack, r))
     out = np.empty(stack.d, dtype=np.int32)
     block = cpu.block_columns(r.shape[0], stack.cpu.itemsize)
     if cpu.sign_sum(stack.cpu, r, out, block, cpu.chunk_count(stack.d, block)):
@@ -210,32 +210,34 @@ def invariant_aggregate(
 
 
 # --------------------------------------------------------------------------- row combinations
-def _weighted_sum(stack: Stack, rows: np.ndarray, coef: np.ndarray, backend: str, rule: str):
-    coef = np.ascontiguousarray(coef, dtype=np.float64)
+def weighted_sum(updates, coefficients, *, rows=None, backend: str = "auto", rule: str = "weighted_sum"):
+    """sum_i c_i g_i over ``rows`` (all rows by default), accumulated in float64."""
+    stack = _stack(updates, rule)
+    r = _rows(stack, rows)
+    coef = np.ascontiguousarray(coefficients, dtype=np.float64)
+    if coef.shape != r.shape:
+        raise AggregatorError(f"{rule}: {coef.shape[0]} coefficients for {r.shape[0]} rows")
     if not _on_host(stack, backend):
-        return _out(stack, tk.weighted_row_sum(stack.tensor, _torch_rows(stack, rows), coef), rule)
+        return stack.wrap(_on_device(rule, tk.weighted_row_sum, stack, r, coef))
     out = np.empty(stack.d, dtype=stack.cpu.dtype)
-    block = cpu.block_columns(rows.shape[0], stack.cpu.itemsize)
-    if cpu.weighted_row_sum(stack.cpu, rows, coef, out, block, cpu.chunk_count(stack.d, block)):
+    block = cpu.block_columns(r.shape[0], stack.cpu.itemsize)
+    if cpu.weighted_row_sum(stack.cpu, r, coef, out, block, cpu.chunk_count(stack.d, block)):
         raise_non_finite(rule)
-    return out
+    return stack.wrap(out)
 
 
 def weighted_mean(updates, weights=None, *, rows=None, backend: str = "auto"):
     """sum_i w_i g_i / sum_i w_i over ``rows`` (uniform weights by default), float64 accumulation."""
     stack = _stack(updates, "weighted_mean")
-    r = _rows(stack, rows)
-    w = np.ones(r.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
-    return stack.wrap(_weighted_sum(stack, r, w / w.sum(), backend, "weighted_mean"))
+    n = _rows(stack, rows).shape[0]
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    return weighted_sum(stack, w / w.sum(), rows=rows, backend=backend, rule="weighted_mean")
 
 
 def _matrix(stack: Stack, rows, backend: str, cpu_fn, torch_fn, rule: str) -> np.ndarray:
     r = _rows(stack, rows)
     if not _on_host(stack, backend):
-        result = torch_fn(stack.tensor, _torch_rows(stack, r))
-        if result is None:
-            raise_non_finite(rule)
-        return result.cpu().numpy()
+        return _on_device(rule, torch_fn, stack, r).cpu().numpy()
     block = cpu.block_columns(r.shape[0], 8)
     result, bad = cpu_fn(stack.cpu, r, block, cpu.chunk_count(stack.d, block))
     if bad:
@@ -262,15 +264,21 @@ def row_sq_norms(updates, *, rows=None, backend: str = "auto") -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- selection rules
+def nearest_sum(dist: np.ndarray, neighbours: int) -> np.ndarray:
+    """For each row of a (n, n) distance matrix, the sum of its ``neighbours`` smallest
+    distances to the *other* rows (0 neighbours: all zeros)."""
+    n = dist.shape[0]
+    others = np.sort(dist + np.diag(np.full(n, np.inf)), axis=1)[:, :neighbours]
+    return others.sum(axis=1)
+
+
 def krum_scores(dist: np.ndarray, f: int) -> np.ndarray:
     """Krum score of each update: the sum of its n - f - 2 smallest distances to the others
     (Blanchard et al. 2017). ``dist`` is a (n, n) matrix of squared (or cosine) distances."""
     n = dist.shape[0]
-    neighbours = n - f - 2
-    if neighbours < 1:
+    if n - f - 2 < 1:
         raise AggregatorError(f"Krum with f = {f} needs N >= 2f + 3 = {2 * f + 3} updates, got N = {n}")
-    others = np.sort(dist + np.diag(np.full(n, np.inf)), axis=1)[:, :neighbours]
-    return others.sum(axis=1)
+    return nearest_sum(dist, n - f - 2)
 
 
 def rank_with_value_ties(scores: np.ndarray, stack: Stack | None = None, candidates=None) -> np.ndarray:
@@ -364,11 +372,11 @@ def geometric_median_coefficients(
     return GeometricMedian(a, max_iter, False, objective)
 
 
-def closest_to_median_mean(updates, beta: int, *, rows=None, backend: str = "auto"):
-    """Per coordinate, the mean of the beta values closest to the median (Bulyan's second phase)."""
+def closest_to_median_mean(updates, beta: int, *, rows=None):
+    """Per coordinate, the mean of the beta values closest to the median (Bulyan's second
+    phase). Runs the torch code on every device (there is no fused CPU kernel for it)."""
     stack = _stack(updates, "bulyan")
     r = _rows(stack, rows)
     if not 1 <= beta <= r.shape[0]:
         raise AggregatorError(f"beta must be in [1, {r.shape[0]}], got {beta}")
-    result = tk.closest_to_median_mean(stack.tensor, _torch_rows(stack, r), beta)
-    return stack.wrap(_out(stack, result, "bulyan"))
+    return stack.wrap(_on_device("bulyan", tk.closest_to_median_mean, stack, r, beta))

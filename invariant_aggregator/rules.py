@@ -25,7 +25,6 @@ from ._inputs import (
     check_int,
     check_real,
     check_weights,
-    raise_non_finite,
 )
 from .errors import AggregatorError
 
@@ -416,14 +415,13 @@ class Bulyan(_KrumFamily):
         chosen = []
         for _ in range(n - 2 * f):
             r = len(remaining)
-            sub = dist[np.ix_(remaining, remaining)] + np.diag(np.full(r, np.inf))
-            neighbours = min(max(1, r - f - 2), r - 1)
-            scores = np.sort(sub, axis=1)[:, :neighbours].sum(axis=1) if neighbours > 0 else np.zeros(r)
+            sub = dist[np.ix_(remaining, remaining)]
+            scores = F.nearest_sum(sub, min(max(1, r - f - 2), r - 1))
             pick = remaining[int(F.rank_with_value_ties(scores, stack, remaining)[0])]
             chosen.append(pick)
             remaining.remove(pick)
         beta = n - 4 * f
-        return F.closest_to_median_mean(stack, beta, rows=np.sort(chosen), backend=self.backend)
+        return F.closest_to_median_mean(stack, beta, rows=np.sort(chosen))
 
 
 # =========================================================================== robust means
@@ -537,7 +535,7 @@ class WeakDP(_RandomState):
     def _aggregate(self, stack, weights, client_ids):
         w = np.ones(stack.n) if weights is None else weights
         coef = w * _clip_factors(stack, self.clip_norm, self.backend) / w.sum()
-        out = F._weighted_sum(stack, np.arange(stack.n), coef, self.backend, self.name)
+        out = F.weighted_sum(stack, coef, backend=self.backend, rule=self.name)
         if self.noise_std > 0:
             device = stack.device
             noise = torch.randn(stack.d, generator=self._generator(device), dtype=torch.float64, device=device)
@@ -616,11 +614,7 @@ class FoolsGold(StatefulRule):
 
     def _aggregate(self, stack, weights, client_ids):
         ids = check_client_ids(client_ids, stack.n, self.name)
-        if stack.cpu is None:
-            if not bool(torch.isfinite(stack.tensor).all()):
-                raise_non_finite(self.name)
-        elif not np.isfinite(F.row_sq_norms(stack, backend=self.backend)).all():
-            raise_non_finite(self.name)
+        F.row_sq_norms(stack, backend=self.backend)  # raises on NaN/Inf before the history is touched
         for i, c in enumerate(ids):
             row = stack.tensor[i]
             if c in self._history:
@@ -641,7 +635,7 @@ class FoolsGold(StatefulRule):
                 "foolsgold: every client's update history is collinear with another client's, so every "
                 "weight is 0; FoolsGold cannot tell sybils from honest clients in this round"
             )
-        return F._weighted_sum(stack, np.arange(stack.n), a / a.sum(), self.backend, self.name)
+        return F.weighted_sum(stack, a / a.sum(), backend=self.backend, rule=self.name)
 
 
 @_register
@@ -691,7 +685,7 @@ class SparseFed(StatefulRule):
         if k > stack.d:
             raise AggregatorError(f"sparsefed: k = {k} exceeds the number of coordinates d = {stack.d}")
         coef = _clip_factors(stack, self.clip_norm, self.backend) / stack.n
-        mean = F._weighted_sum(stack, np.arange(stack.n), coef, self.backend, self.name)
+        mean = F.weighted_sum(stack, coef, backend=self.backend, rule=self.name)
         mean = torch.from_numpy(mean) if isinstance(mean, np.ndarray) else mean
         if self._error is None:
             self._error = torch.zeros_like(mean)

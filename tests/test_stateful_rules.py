@@ -93,8 +93,11 @@ def test_sparsefed_error_feedback_conserves_the_clipped_mass(rounds, k, seed):
         released += out
     held = rule.state_dict()["error"].numpy()
     np.testing.assert_allclose(released + held, fed, rtol=1e-10, atol=1e-12)
-    # released coordinates are the largest of the accumulator (nothing larger was held back)
-    assert np.abs(held).max() <= np.abs(rule.state_dict()["error"].numpy() + out).max() + 1e-12
+    # top-k of the last round: every released coordinate is at least as large as any held back
+    # (the released ones are zeroed in the accumulator, so the two sets are disjoint)
+    released_last = out[out != 0]
+    if released_last.size:
+        assert np.abs(released_last).min() >= np.abs(held).max()
 
 
 def test_sparsefed_fraction_k_and_restore():
