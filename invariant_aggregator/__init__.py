@@ -12,6 +12,7 @@ Rules: :func:`make` and :func:`available_rules`; the mathematics as pure functio
 """
 
 from . import functional
+from ._io import write_json_atomic
 from .errors import AggregatorError
 from .params import ParameterLayout, last_layer_names
 from .rules import RULES, AggregationRule, StatefulRule, available_rules, make
@@ -28,5 +29,6 @@ __all__ = [
     "functional",
     "last_layer_names",
     "make",
+    "write_json_atomic",
     "__version__",
 ]
