@@ -70,7 +70,7 @@ class Estimate:
             raise ValueError("a Monte-Carlo mean needs at least two samples")
         m = float(samples.mean())
         se = float(samples.std(ddof=1) / math.sqrt(samples.size))
-        z = _z()
+        z = confidence_z()
         return cls(m, "monte carlo", se, int(samples.size), m - z * se, m + z * se)
 
     @property
@@ -86,7 +86,7 @@ class Estimate:
         return out
 
 
-def _z() -> float:
+def confidence_z() -> float:
     return float(stats.norm.isf((1 - CONFIDENCE) / 2))
 
 

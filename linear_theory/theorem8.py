@@ -20,7 +20,7 @@ import numpy as np
 
 from .gradients import expected_gradient, expected_gradient_sign, monte_carlo_gradient
 from .model import GaussianDataModel
-from .records import Record, _z
+from .records import Record, confidence_z
 
 CLAIM = "theorem_8"
 PART_I = "(i) mu_k != 0, w_k mu_k <= 0: sign = sign(mu_k)"
@@ -60,7 +60,7 @@ def check(
     w = np.array([r[5] for r in rows])
     sigma = np.array([[r[3]] * mu.shape[1] for r in rows])
     records = []
-    z = _z()
+    z = confidence_z()
     for sigma_is in ("std", "variance"):
         model = GaussianDataModel(mu, sigma, sigma_is)
         exact = expected_gradient(model.mu, model.variance, w)[:, 0]

@@ -19,7 +19,7 @@ from linear_theory.gradients import (
     symbolic_gradient,
 )
 from linear_theory.model import GaussianDataModel
-from linear_theory.records import _z
+from linear_theory.records import confidence_z
 
 KINDS = ("s", "s_neg", "s_prime")
 
@@ -123,7 +123,7 @@ def test_exact_expected_gradient_agrees_with_monte_carlo(seed, sigma_is, scale):
     exact = expected_gradient(model.mu, model.variance, w)
     mean, se, ess = monte_carlo_gradient(model, w, rng, 100_000)
     assert np.all(ess > 1000)  # moderate spreads: the Monte-Carlo error estimate is trustworthy
-    assert np.all(np.abs(exact - mean) <= _z() * se + 1e-12)
+    assert np.all(np.abs(exact - mean) <= confidence_z() * se + 1e-12)
 
 
 @given(st.integers(0, 2**31), st.floats(0.01, 50))
