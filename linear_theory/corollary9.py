@@ -19,6 +19,8 @@ import itertools
 
 import numpy as np
 
+from invariant_aggregator import functional as F
+
 from .gradients import expected_gradient_sign
 from .model import GaussianDataModel
 from .records import Record, judge_at_least, judge_equal
@@ -32,8 +34,9 @@ W_CASES = {"zero": 0.0, "aligned small": 0.05, "aligned large": 5.0, "opposed": 
 
 
 def consistency(signs: np.ndarray) -> tuple[int, float]:
-    total = int(np.sum(signs))
-    return total, abs(total) / signs.size
+    """(sum of signs, q) of one coordinate across clients, counted by the core."""
+    total = int(F.sign_sum(np.asarray(signs, dtype=np.float64)[:, None])[0])
+    return total, abs(total) / len(signs)
 
 
 def check(

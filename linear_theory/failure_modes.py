@@ -24,6 +24,7 @@ import itertools
 import numpy as np
 
 import invariant_aggregator as ia
+from invariant_aggregator import functional as F
 
 from .laws import make_law
 from .records import Estimate, Record, judge_difference_at_most_zero, judge_difference_positive
@@ -89,7 +90,7 @@ def check(
                     "N_malicious": n_mal,
                     "tau": tau,
                     "alpha": alpha,
-                    "trimmed_each_side": int(np.ceil(alpha * n - 1e-9)),
+                    "trimmed_each_side": F.trim_bounds(n, alpha)[0],
                     "adversary": spec["adversary"],
                     "trials": trials,
                 }

@@ -24,6 +24,8 @@ import numpy as np
 import sympy as sp
 from scipy import special
 
+from .model import score_moments
+
 # --------------------------------------------------------------------------- symbolic
 
 
@@ -109,8 +111,8 @@ def _peak(kind: str, m, v, iterations: int = 80):
 def log_expect(kind: str, m, v) -> np.ndarray:
     """log E[f(Z)] for Z ~ N(m, v), f in {s, s(-.), s'}, elementwise over broadcast m, v >= 0.
 
-    Accurate to about 2e-13 relative (tested against mpmath at 30 digits) for any |m| and
-    v up to 1e12; finite even where E[f(Z)] itself underflows.
+    Agrees with mpmath (30 digits) to within 2e-13 relative over the tested range, |m| <= 1000
+    and 1e-8 <= v <= 1e9; finite even where E[f(Z)] itself underflows.
     """
     m, v = np.broadcast_arrays(np.asarray(m, dtype=np.float64), np.asarray(v, dtype=np.float64))
     if np.any(v < 0) or not (np.all(np.isfinite(m)) and np.all(np.isfinite(v))):
@@ -151,7 +153,7 @@ def expected_gradient(mu, variance, w) -> np.ndarray:
     w is (d,), or (clients, d) for a different weight vector per row.
     """
     mu, variance, w = _broadcast_model(mu, variance, w)
-    m, v = (mu * w).sum(axis=1), (variance * w * w).sum(axis=1)
+    m, v = score_moments(mu, variance, w)
     a = expect("s_neg", m, v)[:, None]
     b = expect("s_prime", m, v)[:, None]
     return -mu * a + w * variance * b
@@ -165,7 +167,7 @@ def expected_gradient_sign(mu, variance, w) -> np.ndarray:
     both terms are exactly 0 (mu_k = 0 and w_k = 0), or where they cancel to within 1e-14.
     """
     mu, variance, w = _broadcast_model(mu, variance, w)
-    m, v = (mu * w).sum(axis=1), (variance * w * w).sum(axis=1)
+    m, v = score_moments(mu, variance, w)
     log_a = log_expect("s_neg", m, v)[:, None]
     log_b = log_expect("s_prime", m, v)[:, None]
     c1, c2 = -mu, w * variance  # gradient = c1 * A + c2 * B with A, B > 0

@@ -124,35 +124,34 @@ class GaussianDataModel:
     def n_features(self) -> int:
         return self.mu.shape[1]
 
-    def sample(self, rng: np.random.Generator, n: int, clients=None) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``n`` samples per client: x (clients, n, features), y (clients, n) in {0, 1}."""
-        idx = np.arange(self.n_clients) if clients is None else np.asarray(clients)
-        y = rng.integers(0, 2, size=(idx.size, n))
-        mean = (2 * y - 1)[..., None] * self.mu[idx, None, :]
-        x = mean + self.std[idx, None, :] * rng.standard_normal(mean.shape)
-        return x, y
+        y = rng.integers(0, 2, size=(self.n_clients, n))
+        mean = (2 * y - 1)[..., None] * self.mu[:, None, :]
+        return mean + self.std[:, None, :] * rng.standard_normal(mean.shape), y
 
-    def score_moments(self, w) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and variance of the score z = w.x given y = 1, per client (z | y=0 is -(z | y=1))."""
-        w = np.asarray(w, dtype=np.float64)
-        return self.mu @ w, self.variance @ (w * w)
-
-    def accuracy(self, w, clients=None) -> np.ndarray:
+    def accuracy(self, w) -> np.ndarray:
         """Exact accuracy of the rule y_hat = 1[w.x >= 0] on each client's distribution.
 
         By symmetry of the two classes it is Phi(w.mu / sqrt(w' Sigma w)); at w = 0 every sample
-        is predicted 1, which is right half of the time.
+        is predicted 1, which is right half of the time. w is (d,) or one row per client.
         """
-        mean, var = self.score_moments(w)
-        if clients is not None:
-            mean, var = mean[clients], var[clients]
-        return _phi_ratio(mean, var)
+        return gaussian_accuracy(*score_moments(self.mu, self.variance, w))
 
 
-def _phi_ratio(mean, var) -> np.ndarray:
-    """P(Z >= 0) averaged with P(-Z < 0) for Z ~ N(mean, var), including var = 0."""
+def score_moments(mu, variance, w) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of the score z = w.x given y = 1, per client (z | y=0 is -(z | y=1)).
+
+    mu, variance: (clients, d); w: (d,) or (clients, d).
+    """
+    w = np.asarray(w, dtype=np.float64)
+    return (mu * w).sum(axis=-1), (variance * w * w).sum(axis=-1)
+
+
+def gaussian_accuracy(mean, var) -> np.ndarray:
+    """P(Z >= 0) for Z ~ N(mean, var) — the accuracy of y_hat = 1[z >= 0] on balanced classes
+    whose scores are +-Z — with the degenerate var = 0 case (0, 1/2 or 1 by the sign of mean)."""
     mean, var = np.broadcast_arrays(np.asarray(mean, float), np.asarray(var, float))
     out = np.where(mean > 0, 1.0, np.where(mean < 0, 0.0, 0.5))
     pos = var > 0
-    out = np.where(pos, special.ndtr(np.divide(mean, np.sqrt(var), out=np.zeros_like(mean), where=pos)), out)
-    return out
+    return np.where(pos, special.ndtr(np.divide(mean, np.sqrt(var), out=np.zeros_like(mean), where=pos)), out)

@@ -77,6 +77,10 @@ class Estimate:
     def is_exact(self) -> bool:
         return self.method == "exact"
 
+    def contains(self, value: float) -> bool:
+        """Whether ``value`` lies in the interval (up to exact rounding): an exact value agrees."""
+        return self.low - EXACT_TOLERANCE <= value <= self.high + EXACT_TOLERANCE
+
     def to_dict(self) -> dict:
         out = {"value": self.value, "method": self.method}
         if not self.is_exact:

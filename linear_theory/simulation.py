@@ -31,11 +31,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import special
 
 import invariant_aggregator as ia
 
 from .gradients import per_sample_gradient
+from .model import GaussianDataModel, gaussian_accuracy, score_moments
 from .records import Estimate, Record, judge_difference_positive
 
 CLAIM = "simulation_d1"
@@ -69,58 +69,66 @@ class SimulationConfig:
         return out
 
 
-def population(cfg: SimulationConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Per-seed client means (seeds, clients, d) and the malicious mask (clients,)."""
-    mu = cfg.signal + cfg.heterogeneity * rng.standard_normal((cfg.seeds, cfg.n_clients, cfg.n_features))
-    malicious = np.arange(cfg.n_clients) >= cfg.n_clients - cfg.n_malicious
-    mu[:, malicious, :-1] = 0.0
-    mu[:, :, -1] = np.where(malicious, cfg.trigger_mu, 0.0)
-    return mu, malicious
+def population(cfg: SimulationConfig, rng: np.random.Generator) -> GaussianDataModel:
+    """One Eq. 6 model per seed, stacked: client ``s * n_clients + i`` is client i of seed s."""
+    models = [
+        GaussianDataModel.with_trigger(
+            n_clients=cfg.n_clients,
+            n_malicious=cfg.n_malicious,
+            n_features=cfg.n_features,
+            trigger_mu=cfg.trigger_mu,
+            rng=rng,
+            signal=cfg.signal,
+            heterogeneity=cfg.heterogeneity,
+            sigma=cfg.sigma,
+        )
+        for _ in range(cfg.seeds)
+    ]
+    return GaussianDataModel(
+        np.concatenate([m.mu for m in models]),
+        cfg.sigma,
+        "std",
+        np.concatenate([m.malicious for m in models]),
+        models[0].trigger,
+    )
 
 
-def metrics(cfg: SimulationConfig, mu: np.ndarray, malicious: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
+def metrics(cfg: SimulationConfig, model: GaussianDataModel, w: np.ndarray) -> dict[str, np.ndarray]:
     """Exact per-seed metrics for weights w (seeds, d)."""
-    var = cfg.sigma**2
-    benign_mu = mu[:, ~malicious]  # (seeds, benign, d)
-    margin = np.einsum("sbd,sd->sb", benign_mu, w)
-    spread = np.sqrt(var * (w * w).sum(axis=1))[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        acc = np.where(spread > 0, special.ndtr(margin / spread), np.where(margin > 0, 1.0, 0.5))
-    # Backdoor: ordinary features of a benign client's class, trigger set to -trigger_mu (class 1
-    # dressed as the malicious clients' class 0; symmetric for class 0).
-    ordinary = margin - benign_mu[..., -1] * w[:, -1:]
-    spread_o = np.sqrt(var * (w[:, :-1] ** 2).sum(axis=1))[:, None]
-    flip = w[:, -1:] * cfg.trigger_mu - ordinary
-    with np.errstate(divide="ignore", invalid="ignore"):
-        backdoor = np.where(spread_o > 0, special.ndtr(flip / spread_o), (flip > 0).astype(float))
-    return {"w_k": w[:, -1].copy(), "benign_accuracy": acc.mean(axis=1), "backdoor_accuracy": backdoor.mean(axis=1)}
+    rows = np.repeat(w, cfg.n_clients, axis=0)  # each client row gets its seed's weights
+    benign = ~model.malicious.reshape(cfg.seeds, cfg.n_clients)
+    accuracy = model.accuracy(rows).reshape(cfg.seeds, cfg.n_clients)
+    # Backdoor: a benign client's class-1 sample with the trigger set to -trigger_mu (the malicious
+    # clients' class 0) is predicted 0 with P(w_k trigger_mu - w_o.x_o >= 0); class 0 is symmetric.
+    ordinary = w.copy()
+    ordinary[:, -1] = 0.0
+    mean, var = score_moments(model.mu, model.variance, np.repeat(ordinary, cfg.n_clients, axis=0))
+    flipped = gaussian_accuracy(np.repeat(w[:, -1], cfg.n_clients) * cfg.trigger_mu - mean, var)
+    flipped = flipped.reshape(cfg.seeds, cfg.n_clients)
+    return {
+        "w_k": w[:, -1].copy(),
+        "benign_accuracy": np.where(benign, accuracy, 0).sum(axis=1) / benign.sum(axis=1),
+        "backdoor_accuracy": np.where(benign, flipped, 0).sum(axis=1) / benign.sum(axis=1),
+    }
 
 
-def run(cfg: SimulationConfig, rule, mu, malicious, w0, data_seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def run(cfg: SimulationConfig, rule, model: GaussianDataModel, w0, data_seed: int):
     """Trajectories (rounds + 1, seeds) of every metric and whether the trigger moved; final w."""
     rng = np.random.default_rng(data_seed)
-    seeds, clients, d = mu.shape
+    seeds, clients, d = cfg.seeds, cfg.n_clients, cfg.n_features
     w = w0.copy()
-    std = cfg.sigma
-    history = {k: [v] for k, v in metrics(cfg, mu, malicious, w).items()}
+    history = {k: [v] for k, v in metrics(cfg, model, w).items()}
     trigger_kept = []
     for _ in range(cfg.rounds):
-        local = np.broadcast_to(w[:, None, :], (seeds, clients, d)).copy()
+        local = np.repeat(w, clients, axis=0)  # (seeds * clients, d)
         for _ in range(cfg.local_steps):
-            y = rng.integers(0, 2, size=(seeds, clients, cfg.batch))
-            x = (2 * y - 1)[..., None] * mu[:, :, None, :] + std * rng.standard_normal((seeds, clients, cfg.batch, d))
-            g = per_sample_gradient(
-                x.reshape(seeds * clients, cfg.batch, d),
-                y.reshape(seeds * clients, cfg.batch),
-                local.reshape(seeds * clients, d),
-            ).mean(axis=1)
-            local -= cfg.local_lr * g.reshape(seeds, clients, d)
-        updates = w[:, None, :] - local  # pseudo-gradients g_i = w_global - w_local
-        stack = updates.transpose(1, 0, 2).reshape(clients, seeds * d)
-        aggregate = np.asarray(rule(stack)).reshape(seeds, d)
+            x, y = model.sample(rng, cfg.batch)
+            local -= cfg.local_lr * per_sample_gradient(x, y, local).mean(axis=1)
+        updates = (np.repeat(w, clients, axis=0) - local).reshape(seeds, clients, d)  # g_i = w_global - w_local
+        aggregate = np.asarray(rule(updates.transpose(1, 0, 2).reshape(clients, seeds * d))).reshape(seeds, d)
         trigger_kept.append(aggregate[:, -1] != 0)
         w = w - aggregate
-        for k, v in metrics(cfg, mu, malicious, w).items():
+        for k, v in metrics(cfg, model, w).items():
             history[k].append(v)
     out = {k: np.array(v) for k, v in history.items()}
     out["trigger_update_nonzero"] = np.array(trigger_kept)
@@ -139,17 +147,15 @@ def _summary(traj: dict[str, np.ndarray], every: int) -> dict:
 def check(*, seed: int, cfg: SimulationConfig | None = None, every: int = 5) -> list[Record]:
     cfg = cfg or SimulationConfig()
     rng = np.random.default_rng(seed)
-    mu, malicious = population(cfg, rng)
+    model = population(cfg, rng)
     rules = cfg.rules()
     clean = np.zeros((cfg.seeds, cfg.n_features))
     data_seed = int(rng.integers(2**63))
-    runs = {name: run(cfg, rule, mu, malicious, clean, data_seed) for name, rule in rules.items()}
+    runs = {name: run(cfg, rule, model, clean, data_seed) for name, rule in rules.items()}
     backdoored = runs["fedavg"][1]
     results = {
         "clean": {name: r[0] for name, r in runs.items()},
-        "backdoored": {
-            name: run(cfg, rule, mu, malicious, backdoored, data_seed + 1)[0] for name, rule in rules.items()
-        },
+        "backdoored": {name: run(cfg, rule, model, backdoored, data_seed + 1)[0] for name, rule in rules.items()},
     }
     design = {
         **asdict(cfg),

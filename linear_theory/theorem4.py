@@ -56,7 +56,7 @@ def trim_level(n: int, n_malicious: int, delta: float) -> float:
 def claimed_probability(n: int, n_malicious: int, delta: float, c: float, *, factor: str = "as printed") -> float:
     """P_claim of the theorem (see the module docstring for the readings of its symbols)."""
     alpha = trim_level(n, n_malicious, delta)
-    k = math.ceil(alpha * n - 1e-9)
+    k = F.trim_bounds(n, alpha)[0]  # ceil(alpha N), as the core trims
     benign = n - n_malicious
     # sum_{i = N - k}^{N - N'} Binomial(N - N', 0.99) pmf = P(Binomial >= N - k)
     binomial = float(stats.binom.sf(n - k - 1, benign, 0.99))

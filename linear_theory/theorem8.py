@@ -19,17 +19,15 @@ import itertools
 import numpy as np
 
 from .gradients import expected_gradient, expected_gradient_sign, monte_carlo_gradient
-from .model import GaussianDataModel
+from .model import GaussianDataModel, score_moments
 from .records import Record, confidence_z
 
 CLAIM = "theorem_8"
 PART_I = "(i) mu_k != 0, w_k mu_k <= 0: sign = sign(mu_k)"
 PART_II = "(ii) mu_k = 0: sign = sign(w_k)"
 PART_REMARK = "remark: w_k mu_k > 0 leaves the sign indefinite"
-CONVENTIONS = {
-    "gradient": ("as printed (gradient of the loss)", 1.0),
-    "descent": ("descent direction (-gradient)", -1.0),
-}
+# (reading, factor applied to the gradient's sign)
+CONVENTIONS = (("as printed (gradient of the loss)", 1.0), ("descent direction (-gradient)", -1.0))
 
 MIN_ESS = 200  # fewer effective samples: the Monte-Carlo stderr is itself unreliable
 MU_K = (-2.0, -0.2, 0.0, 0.2, 2.0)
@@ -59,6 +57,9 @@ def check(
     mu = np.array([r[4] for r in rows])
     w = np.array([r[5] for r in rows])
     sigma = np.array([[r[3]] * mu.shape[1] for r in rows])
+    groups: dict[tuple, list[int]] = {}  # (mu_k, w_k, spread, sigma) -> its replicate rows
+    for i, r in enumerate(rows):
+        groups.setdefault(r[:4], []).append(i)
     records = []
     z = confidence_z()
     for sigma_is in ("std", "variance"):
@@ -68,11 +69,8 @@ def check(
         mc_mean, mc_se, mc_ess = monte_carlo_gradient(model, w, rng, mc_samples)
         mc_mean, mc_se, mc_ess = mc_mean[:, 0], mc_se[:, 0], mc_ess[:, 0]
         informative = mc_ess >= MIN_ESS
-        score_sd = np.sqrt((model.variance * w * w).sum(axis=1))
-        groups: dict[tuple, list[int]] = {}
-        for i, r in enumerate(rows):
-            groups.setdefault(r[:4], []).append(i)
-        for reading, flip in CONVENTIONS.values():
+        score_sd = np.sqrt(score_moments(model.mu, model.variance, w)[1])
+        for reading, flip in CONVENTIONS:
             indefinite = []
             for (mu_k, w_k, spread, sig), idx in groups.items():
                 evidence = {
