@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
@@ -103,8 +103,10 @@ def test_adaptive_adversary_is_at_least_as_strong():
 def test_theorem_4_exact_two_point_probability_matches_monte_carlo(p, sizes, delta, bound, seed):
     n, n_mal = sizes
     alpha = theorem4.trim_level(n, n_mal, delta)
-    if alpha >= 0.5:
-        return
+    try:
+        F.trim_bounds(n, alpha)
+    except ia.AggregatorError:
+        assume(False)  # the trimmed mean is undefined; the check reports these regimes as inapplicable
     law = make_law("rare_atom", 1.0, 1.0, p=p)
     errors = theorem4.worst_case_errors(
         law, n, n_mal, alpha, law.sample(np.random.default_rng(seed), (n - n_mal, 4000))
