@@ -1,0 +1,150 @@
+"""Command line: ``python -m deep_experiments {run, table1, table, config}``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import report
+from .config import SCALES, packaged_path, parse_value, resolve
+from .defences import TABLE1_ROWS, defence_names, resolve_defence
+from .engine import SUMMARY, Run
+from .errors import ExperimentError
+from .tasks import TASKS
+
+EPILOG = """examples:
+  python -m deep_experiments run phishing --defence invariant --seed 0 --out runs/ph-inv
+  python -m deep_experiments run spambase --defence invariant --param tau=0.4 --out runs/sp-inv
+  python -m deep_experiments run cifar10 --scale paper --data ~/data --defence krum --out runs/c10-krum
+  python -m deep_experiments table1 phishing --seeds 0 1 2 --out runs/table1-phishing
+  python -m deep_experiments config cifar10 --scale paper > my.toml   # copy, edit, --config my.toml
+"""
+
+
+def _task_overrides(task: str, args) -> list[str]:
+    sets = list(args.set or [])
+    if args.data:
+        key = {"cifar10": "data.root", "twitter": "data.root", "spambase": "data.path"}.get(task)
+        if task == "phishing":
+            sets[:0] = ['data.source="table"', f"data.path={_quote(args.data)}"]
+        else:
+            sets.insert(0, f"{key}={_quote(args.data)}")
+    if args.download:
+        if task not in ("cifar10", "twitter"):
+            raise ExperimentError(f"--download: the {task} task has nothing to download")
+        sets.insert(0, "data.download=true")
+    if args.device:
+        sets.append(f"runtime.device={_quote(args.device)}")
+    return sets
+
+
+def _quote(text: str) -> str:
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _params(assignments) -> dict:
+    out = {}
+    for a in assignments or []:
+        if "=" not in a:
+            raise ExperimentError(f"--param needs NAME=VALUE, got {a!r}")
+        name, text = a.split("=", 1)
+        out[name.strip()] = parse_value(text.strip())
+    return out
+
+
+def run_config(args, task: str, defence: str, seed: int) -> dict:
+    cfg = resolve(task, args.scale, args.config, _task_overrides(task, args))
+    cfg["seed"] = seed
+    cfg["defence"] = resolve_defence(defence, _params(getattr(args, "param", None)), cfg, seed)
+    return cfg
+
+
+def cmd_run(args) -> int:
+    cfg = run_config(args, args.task, args.defence, args.seed)
+    summary = Run(cfg, args.out, restart=args.restart).run(progress=not args.no_progress)
+    print(f"{args.task} / {args.defence} / seed {args.seed}: Acc_M = {summary['acc_m']:.4f}, "
+          f"Acc_B = {summary['acc_b']:.4f} after {summary['rounds']} rounds, {summary['seconds']:.1f} s "
+          f"-> {Path(args.out) / SUMMARY}")
+    return 0
+
+
+def cmd_table1(args) -> int:
+    defences = args.defences or list(TABLE1_ROWS.values())
+    out = Path(args.out)
+    for defence in defences:
+        for seed in args.seeds:
+            folder = out / defence / f"seed{seed}"
+            if (folder / SUMMARY).exists() and not args.restart:
+                continue  # finished earlier: an interrupted table resumes where it stopped
+            cfg = run_config(args, args.task, defence, seed)
+            s = Run(cfg, folder, restart=args.restart).run(progress=not args.no_progress)
+            print(f"{defence:>18} seed {seed}: Acc_M {s['acc_m']:.3f}  Acc_B {s['acc_b']:.3f}  ({s['seconds']:.1f} s)",
+                  flush=True)
+    rows = report.table(report.load_summaries([out]))
+    paths = report.write_table(rows, out / "table")
+    print(report.to_markdown(rows))
+    print("written:", ", ".join(map(str, paths)))
+    return 0
+
+
+def cmd_table(args) -> int:
+    rows = report.table(report.load_summaries(args.folders))
+    print(report.to_markdown(rows))
+    if args.out:
+        print("written:", ", ".join(map(str, report.write_table(rows, args.out))))
+    return 0
+
+
+def cmd_config(args) -> int:
+    sys.stdout.write(packaged_path(args.task, args.scale).read_text())
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("task", choices=TASKS)
+    p.add_argument("--scale", choices=SCALES, default="small", help="packaged configuration (default: small)")
+    p.add_argument("--config", help="your configuration file (a copy of `config TASK`, edited)")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting (repeatable)")
+    p.add_argument("--data", help="where the task's data is (sets data.root / data.path)")
+    p.add_argument("--download", action="store_true", help="fetch missing data (needs network)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
+    p.add_argument("--restart", action="store_true", help="discard a checkpoint in the output folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m deep_experiments", description=__doc__, epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="one federated run")
+    _common(run)
+    run.add_argument("--defence", required=True, metavar="NAME", help=f"one of {', '.join(defence_names())}")
+    run.add_argument("--param", action="append", metavar="NAME=VALUE", help="a hyperparameter of the defence")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--out", required=True, help="output folder (resumes from its checkpoint)")
+    run.set_defaults(func=cmd_run)
+    t1 = sub.add_parser("table1", help="every Table 1 row x seeds, then the table")
+    _common(t1)
+    t1.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    t1.add_argument("--defences", nargs="+", metavar="NAME", help="a subset of the rows (default: all)")
+    t1.add_argument("--out", required=True)
+    t1.set_defaults(func=cmd_table1)
+    tb = sub.add_parser("table", help="mean ± SE table from finished runs")
+    tb.add_argument("folders", nargs="+")
+    tb.add_argument("--out", help="write OUT.json, OUT.csv and OUT.md")
+    tb.set_defaults(func=cmd_table)
+    cf = sub.add_parser("config", help="print a packaged configuration (to copy and edit)")
+    cf.add_argument("task", choices=TASKS)
+    cf.add_argument("--scale", choices=SCALES, default="small")
+    cf.set_defaults(func=cmd_config)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ExperimentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

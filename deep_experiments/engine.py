@@ -1,0 +1,346 @@
+"""The federated training loop: synchronous rounds, attacks, any registered defence, records.
+
+One round: sample ``clients_per_round`` clients without replacement; each starts from the
+broadcast model and trains locally; its pseudo-gradient is g_i = w_global - w_local over the
+trainable parameters; the defence aggregates the (N, d) stack; the server steps
+w <- w - server_lr * aggregate. Malicious clients poison their batches (and may scale or
+project their update). Acc_M and Acc_B are measured every ``eval_every`` rounds and at the end.
+
+Every random choice of round r is drawn from a generator seeded by (seed, r, client), so a run
+resumed from a checkpoint replays exactly what an uninterrupted run would have done.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import platform
+import tempfile
+import time
+from contextlib import nullcontext
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+import invariant_aggregator as ia
+
+from .config import fingerprint
+from .errors import ExperimentError
+from .tasks import FederatedTask, Samples, build_task
+
+CHECKPOINT = "checkpoint.pt"
+RECORDS = "records.json"
+SUMMARY = "summary.json"
+CONFIG = "config.json"
+PHASES = ("local_train", "aggregation", "evaluation")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ExperimentError(f"runtime.device = {name!r} but CUDA is not available here; use 'auto' or 'cpu'")
+    return device
+
+
+def _seed_of(*parts: int) -> int:
+    return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def make_deterministic(device: torch.device) -> None:
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _optimizer(params, train: dict):
+    if train["optimizer"] == "sgd":
+        return torch.optim.SGD(params, lr=train["lr"], momentum=train["momentum"], weight_decay=train["weight_decay"])
+    if train["optimizer"] == "adam":
+        return torch.optim.Adam(params, lr=train["lr"], weight_decay=train["weight_decay"])
+    raise ExperimentError(f"train.optimizer = {train['optimizer']!r}: choose 'sgd' or 'adam'")
+
+
+def _autocast(device: torch.device, amp: bool):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else nullcontext()
+
+
+def project_to_ball(flat: torch.Tensor, anchor: torch.Tensor, radius: float) -> torch.Tensor | None:
+    """The point of the L2 ball {v : ||v - anchor|| <= radius} closest to ``flat``, or None when
+    ``flat`` is already inside (PGD's projection step)."""
+    diff = flat - anchor
+    norm = torch.linalg.vector_norm(diff)
+    if norm <= radius:
+        return None
+    return anchor + diff * (radius / norm)
+
+
+def local_train(model: nn.Module, task: FederatedTask, indices: torch.Tensor, cfg: dict, generator: torch.Generator,
+                *, malicious: bool, layout: ia.ParameterLayout, anchor: torch.Tensor, device: torch.device) -> None:
+    """One client's local epochs, in place. A malicious client puts ``backdoor_per_batch``
+    backdoor samples in each batch (and, with ``pgd_eps``, stays within that L2 distance of the
+    broadcast model)."""
+    train, attack = cfg["train"], cfg["attack"]
+    model.train()
+    opt = _optimizer([p for p in model.parameters() if p.requires_grad], train)
+    bs = train["batch_size"]
+    k_bd = min(attack["backdoor_per_batch"], bs) if malicious else 0
+    step = bs - k_bd if k_bd < bs else bs  # clean samples per batch; all-backdoor batches keep the count
+    loss_fn = nn.CrossEntropyLoss()
+    for _ in range(train["local_epochs"]):
+        order = indices[torch.randperm(len(indices), generator=generator)]
+        for start in range(0, len(order), step):
+            parts = [] if k_bd == bs else [task.train.take(order[start : start + step])]
+            if k_bd:
+                parts.append(task.backdoor_train.take(torch.randint(len(task.backdoor_train), (k_bd,),
+                                                                    generator=generator)))
+            batch = parts[0] if len(parts) == 1 else Samples.cat(parts)
+            inputs = task.prepare(batch.inputs, augment=True, generator=generator)
+            with _autocast(device, train["amp"]):
+                loss = loss_fn(model(inputs), batch.labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if malicious and attack["pgd_eps"] > 0:
+                projected = project_to_ball(layout.flatten(model), anchor, attack["pgd_eps"])
+                if projected is not None:
+                    layout.assign(model, projected)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, task: FederatedTask, cfg: dict, device: torch.device) -> dict:
+    """Acc_M and loss on the clean test set; Acc_B = share of backdoor test samples predicted as
+    the attacker's label."""
+    model.eval()
+    bs = cfg["train"]["eval_batch_size"]
+
+    def predictions(samples: Samples):
+        correct = total_loss = 0.0
+        preds = []
+        for start in range(0, len(samples), bs):
+            batch = samples.take(torch.arange(start, min(start + bs, len(samples))))
+            with _autocast(device, cfg["train"]["amp"]):
+                logits = model(task.prepare(batch.inputs, augment=False)).float()
+            total_loss += nn.functional.cross_entropy(logits, batch.labels, reduction="sum").item()
+            pred = logits.argmax(1)
+            correct += (pred == batch.labels).sum().item()
+            preds.append(pred)
+        return correct / len(samples), total_loss / len(samples), torch.cat(preds)
+
+    acc_m, loss, _ = predictions(task.test)
+    _, _, bd_pred = predictions(task.backdoor_test)
+    return {"acc_m": acc_m, "acc_b": (bd_pred == task.target).float().mean().item(), "loss": loss}
+
+
+def _buffers_mean(states: list[dict], model: nn.Module) -> None:
+    """Set the model's float buffers to the clients' mean (integer counters: the maximum)."""
+    with torch.no_grad():
+        for name, buf in model.named_buffers():
+            stacked = torch.stack([s[name] for s in states])
+            buf.copy_(stacked.float().mean(0).to(buf.dtype) if buf.is_floating_point() else stacked.max(0).values)
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Run:
+    """A federated run of one task, defence and seed, writing into ``out``."""
+
+    def __init__(self, cfg: dict, out, *, restart: bool = False):
+        self.cfg, self.out = cfg, Path(out)
+        self.seed = cfg["seed"]
+        self.defence = cfg["defence"]
+        self.device = pick_device(cfg["runtime"]["device"])
+        make_deterministic(self.device)
+        self.out.mkdir(parents=True, exist_ok=True)
+        if restart:
+            for name in (CHECKPOINT, RECORDS, SUMMARY):
+                (self.out / name).unlink(missing_ok=True)
+
+        torch.manual_seed(_seed_of(self.seed, 0))
+        self.task = build_task(cfg, self.seed)
+        for name in ("train", "test", "backdoor_train", "backdoor_test"):
+            setattr(self.task, name, getattr(self.task, name).to(self.device))
+        self.model = self.task.make_model().to(self.device)
+        fed = cfg["federation"]
+        if fed["buffers"] not in ("keep", "mean"):
+            raise ExperimentError(f"federation.buffers = {fed['buffers']!r}: choose 'keep' or 'mean'")
+        if fed["freeze_to_last_layer"] or self.defence["freeze"]:
+            last = set(ia.last_layer_names(self.model))
+            for n, p in self.model.named_parameters():
+                p.requires_grad_(n in last)
+        self.layout = ia.ParameterLayout.of(self.model)
+        self.worker = copy.deepcopy(self.model)
+        self.rule = ia.make(self.defence["rule"], **self.defence["params"])
+        n_clients = len(self.task.clients)
+        if fed["clients_per_round"] > n_clients:
+            raise ExperimentError(f"federation.clients_per_round = {fed['clients_per_round']} exceeds the "
+                                  f"{n_clients} clients")
+        n_mal = round(fed["malicious_fraction"] * n_clients) if self.defence["attack"] else 0
+        self._dry_run(fed["clients_per_round"])
+        self.malicious = set(np.random.default_rng([self.seed, 2]).choice(n_clients, n_mal, replace=False).tolist())
+        self.round, self.records = 0, []
+        self.timing = dict.fromkeys(PHASES, 0.0) | {"wall": 0.0}
+        self.fingerprint = fingerprint(cfg)
+        self._resume()
+
+    def _dry_run(self, n: int) -> None:
+        """Aggregate random updates once with a fresh rule, so that a rule that cannot work with
+        ``n`` clients (e.g. Krum's N >= 2f + 3) fails now rather than after a round of training."""
+        if n * self.layout.numel > 5_000_000:
+            return
+        probe = torch.randn(n, self.layout.numel, generator=torch.Generator().manual_seed(0))
+        try:
+            ia.make(self.defence["rule"], **self.defence["params"])(probe, client_ids=list(range(n)))
+        except ia.AggregatorError as exc:
+            raise ExperimentError(f"defence {self.defence['name']!r} {self.defence['params']} with "
+                                  f"{n} clients per round: {exc}") from None
+
+    # ----------------------------------------------------------------------------- state
+    def _resume(self) -> None:
+        path = self.out / CHECKPOINT
+        if not path.exists():
+            return
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if state["fingerprint"] != self.fingerprint:
+            raise ExperimentError(
+                f"{self.out} holds a run with another configuration (fingerprint {state['fingerprint']}, this "
+                f"run {self.fingerprint}); use another --out, or --restart to discard it")
+        self.model.load_state_dict(state["model"])
+        if isinstance(self.rule, ia.StatefulRule):
+            self.rule.load_state_dict(state["rule"])
+        self.round, self.records, self.timing = state["round"], state["records"], state["timing"]
+
+    def _checkpoint(self) -> None:
+        rule_state = self.rule.state_dict() if isinstance(self.rule, ia.StatefulRule) else {}
+        _save_checkpoint(self.out / CHECKPOINT, {
+            "fingerprint": self.fingerprint, "round": self.round, "model": self.model.state_dict(),
+            "rule": rule_state, "records": self.records, "timing": self.timing})
+        ia.write_json_atomic(self.out / RECORDS, self.records)
+
+    # ----------------------------------------------------------------------------- rounds
+    def sample_clients(self, r: int) -> list[int]:
+        fed = self.cfg["federation"]
+        rng = np.random.default_rng([self.seed, 3, r])
+        return sorted(rng.choice(len(self.task.clients), fed["clients_per_round"], replace=False).tolist())
+
+    def step(self) -> dict:
+        """Run the next round; returns its timings (and its evaluation, when there is one)."""
+        cfg, fed, dev = self.cfg, self.cfg["federation"], self.device
+        r = self.round + 1
+        t0 = time.perf_counter()
+        clients = self.sample_clients(r)
+        anchor = self.layout.flatten(self.model)
+        updates = torch.empty(len(clients), anchor.numel(), device=dev, dtype=anchor.dtype)
+        buffers = []
+        global_state = self.model.state_dict()
+        for j, c in enumerate(clients):
+            self.worker.load_state_dict(global_state)
+            gen = torch.Generator().manual_seed(_seed_of(self.seed, 4, r, c))
+            bad = c in self.malicious
+            local_train(self.worker, self.task, self.task.clients[c], cfg, gen, malicious=bad, layout=self.layout,
+                        anchor=anchor, device=dev)
+            torch.sub(anchor, self.layout.flatten(self.worker), out=updates[j])
+            if bad and cfg["attack"]["scale"] != 1.0:
+                updates[j] *= cfg["attack"]["scale"]
+            if fed["buffers"] == "mean":
+                buffers.append({n: b.detach().clone() for n, b in self.worker.named_buffers()})
+        if not torch.isfinite(updates).all():
+            raise ExperimentError(f"round {r}: a client's update has NaN/Inf (training diverged); lower train.lr")
+        _sync(dev)
+        t1 = time.perf_counter()
+        try:
+            aggregate = self.rule(updates, client_ids=clients)
+        except ia.AggregatorError as exc:
+            raise ExperimentError(
+                f"round {r}: defence {self.defence['name']!r} {self.defence['params']}: {exc}") from None
+        self.layout.add_(self.model, aggregate, alpha=-fed["server_lr"])
+        if buffers:
+            _buffers_mean(buffers, self.model)
+        _sync(dev)
+        t2 = time.perf_counter()
+        self.round = r
+        timing = {"local_train": t1 - t0, "aggregation": t2 - t1, "evaluation": 0.0}
+        if r % fed["eval_every"] == 0 or r == fed["rounds"]:
+            metrics = evaluate(self.model, self.task, cfg, dev)
+            timing["evaluation"] = time.perf_counter() - t2
+            for k in PHASES:
+                self.timing[k] += timing[k]
+            self.timing["wall"] += sum(timing.values())
+            self.records.append({"round": r, **metrics, "seconds": self.timing["wall"],
+                                 "malicious_in_round": sum(c in self.malicious for c in clients)})
+            timing["metrics"] = metrics
+        else:
+            for k in PHASES:
+                self.timing[k] += timing[k]
+            self.timing["wall"] += sum(timing.values())
+        return timing
+
+    def run(self, *, stop_after: int | None = None, progress: bool | None = None) -> dict | None:
+        """Train to ``federation.rounds`` (from the checkpoint, if any) and write the summary.
+        ``stop_after``: leave after that round as a killed run would (for tests); returns None."""
+        fed = self.cfg["federation"]
+        every = self.cfg["runtime"]["checkpoint_every"]
+        show = self.cfg["runtime"]["progress"] if progress is None else progress
+        ia.write_json_atomic(self.out / CONFIG, self.describe())
+        bar = tqdm(total=fed["rounds"], initial=self.round, unit="round", disable=not show,
+                   desc=f"{self.cfg['task']}/{self.defence['name']}/seed {self.seed}")
+        with bar:
+            while self.round < fed["rounds"]:
+                timing = self.step()
+                if "metrics" in timing:
+                    m = timing["metrics"]
+                    bar.set_postfix(acc_m=f"{m['acc_m']:.3f}", acc_b=f"{m['acc_b']:.3f}")
+                bar.update(1)
+                if self.round % every == 0 or self.round == fed["rounds"]:
+                    self._checkpoint()
+                if stop_after is not None and self.round >= stop_after and self.round < fed["rounds"]:
+                    return None
+        return self.summarise()
+
+    # ----------------------------------------------------------------------------- results
+    def describe(self) -> dict:
+        return {
+            "task": self.cfg["task"], "defence": self.defence["name"], "seed": self.seed, "config": self.cfg,
+            "fingerprint": self.fingerprint, "package_version": ia.__version__, "torch": torch.__version__,
+            "python": platform.python_version(), "device": str(self.device),
+            "device_name": (torch.cuda.get_device_name(self.device) if self.device.type == "cuda"
+                            else platform.processor()),
+            "malicious_clients": sorted(self.malicious), "trainable_parameters": self.layout.numel,
+            "data": self.task.info,
+        }
+
+    def summarise(self) -> dict:
+        last = self.records[-1]
+        rounds = self.round
+        summary = self.describe() | {
+            "acc_m": last["acc_m"], "acc_b": last["acc_b"], "loss": last["loss"], "rounds": rounds,
+            "seconds": self.timing["wall"],
+            "seconds_per_round": {k: self.timing[k] / rounds for k in PHASES},
+            "evaluations": len(self.records),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        if not all(math.isfinite(summary[k]) for k in ("acc_m", "acc_b", "loss")):
+            summary["warning"] = "non-finite metric: training diverged"
+        ia.write_json_atomic(self.out / SUMMARY, summary)
+        return summary
