@@ -14,7 +14,11 @@ import json
 from importlib import resources
 from pathlib import Path
 
-import tomllib
+try:
+    import tomllib
+except ImportError:  # pragma: no cover - python 3.10
+    import tomli as tomllib
+
 
 from .errors import ExperimentError
 from .tasks import TASKS

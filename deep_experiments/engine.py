@@ -153,6 +153,9 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     os.close(fd)
     try:
         torch.save(state, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a checkpoint is an ordinary file
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -282,18 +285,14 @@ class Run:
         self.round = r
         timing = {"local_train": t1 - t0, "aggregation": t2 - t1, "evaluation": 0.0}
         if r % fed["eval_every"] == 0 or r == fed["rounds"]:
-            metrics = evaluate(self.model, self.task, cfg, dev)
+            timing["metrics"] = evaluate(self.model, self.task, cfg, dev)
             timing["evaluation"] = time.perf_counter() - t2
-            for k in PHASES:
-                self.timing[k] += timing[k]
-            self.timing["wall"] += sum(timing.values())
-            self.records.append({"round": r, **metrics, "seconds": self.timing["wall"],
+        for k in PHASES:
+            self.timing[k] += timing[k]
+        self.timing["wall"] += sum(timing[k] for k in PHASES)
+        if "metrics" in timing:
+            self.records.append({"round": r, **timing["metrics"], "seconds": self.timing["wall"],
                                  "malicious_in_round": sum(c in self.malicious for c in clients)})
-            timing["metrics"] = metrics
-        else:
-            for k in PHASES:
-                self.timing[k] += timing[k]
-            self.timing["wall"] += sum(timing.values())
         return timing
 
     def run(self, *, stop_after: int | None = None, progress: bool | None = None) -> dict | None:

@@ -96,6 +96,13 @@ def _download_dir(cfg):
     return (cfg["data"]["root"] or ".") if cfg["data"].get("download") else None
 
 
+def _edge_case_source(cfg) -> dict:
+    """Where the edge-case files come from: folder, download target, digest check."""
+    a = cfg["attack"]
+    return {"folder": a["edge_case_dir"] or None, "verify": a["verify_edge_case"],
+            "download_to": (a["edge_case_dir"] or ".") if cfg["data"].get("download") else None}
+
+
 def build_cifar10(cfg, rng: np.random.Generator) -> FederatedTask:
     d, m, a = cfg["data"], cfg["model"], cfg["attack"]
     x_tr, y_tr, x_te, y_te = cifar10.load_cifar10(d["root"], strict=d["strict_md5"], download_to=_download_dir(cfg))
@@ -105,11 +112,10 @@ def build_cifar10(cfg, rng: np.random.Generator) -> FederatedTask:
     if d["max_test"]:
         x_te, y_te = x_te[: d["max_test"]], y_te[: d["max_test"]]
     clients = partition.dirichlet_partition(y_tr, cfg["federation"]["n_clients"], d["dirichlet_alpha"], rng)
-    folder, dl = a["edge_case_dir"] or None, (a["edge_case_dir"] or ".") if d.get("download") else None
     edge_tr = edge_te = None
     if a["kind"] == "edge_case":
-        edge_tr = edge_case.southwest_images("train", folder, download_to=dl, verify=a["verify_edge_case"])
-        edge_te = edge_case.southwest_images("test", folder, download_to=dl, verify=a["verify_edge_case"])
+        edge_tr = edge_case.southwest_images("train", **_edge_case_source(cfg))
+        edge_te = edge_case.southwest_images("test", **_edge_case_source(cfg))
     stamp = partial(cifar10.stamp_pixel_pattern, size=a["pattern_size"])
     bd_tr, bd_te = _attack_sets(cfg, x_tr, y_tr, x_te, y_te, edge_tr, edge_te, stamp, a["target_label"])
 
@@ -141,11 +147,10 @@ def build_twitter(cfg, rng: np.random.Generator) -> FederatedTask:
         test_labels += test.get(u, ([], []))[1]
     if not test_texts:
         raise ExperimentError("the chosen users have no test tweets in test/*.json")
-    folder, dl = a["edge_case_dir"] or None, (a["edge_case_dir"] or ".") if d.get("download") else None
     if a["kind"] != "edge_case":
         raise ExperimentError(f"attack.kind = {a['kind']!r} is for images; twitter has 'edge_case'")
-    edge_tr = edge_case.lanthimos_tweets("train", folder, download_to=dl, verify=a["verify_edge_case"])
-    edge_te = edge_case.lanthimos_tweets("test", folder, download_to=dl, verify=a["verify_edge_case"])
+    edge_tr = edge_case.lanthimos_tweets("train", **_edge_case_source(cfg))
+    edge_te = edge_case.lanthimos_tweets("test", **_edge_case_source(cfg))
     texts = [t for u in chosen for t in train[u][0]]
     vectors = sent140.load_glove(d["glove"], d["embedding_dim"],
                                  {tok for t in texts + test_texts + edge_tr + edge_te for tok in sent140.tokenize(t)})

@@ -35,6 +35,11 @@ def test_run_writes_summary_records_and_config(tmp_path):
     assert set(records[0]) >= {"round", "acc_m", "acc_b", "loss", "seconds"}
     assert records[-1]["acc_m"] == summary["acc_m"]
     assert json.loads((out / "config.json").read_text())["config"] == summary["config"]
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "checkpoint.pt").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 @pytest.mark.parametrize(("argv", "message"), [
