@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from . import report
-from .config import SCALES, packaged_path, parse_value, resolve
+from .config import SCALES, packaged_path, parse_assignment, resolve
 from .defences import TABLE1_ROWS, defence_names, resolve_defence
 from .engine import SUMMARY, Run
 from .errors import ExperimentError
@@ -44,13 +44,7 @@ def _quote(text: str) -> str:
 
 
 def _params(assignments) -> dict:
-    out = {}
-    for a in assignments or []:
-        if "=" not in a:
-            raise ExperimentError(f"--param needs NAME=VALUE, got {a!r}")
-        name, text = a.split("=", 1)
-        out[name.strip()] = parse_value(text.strip())
-    return out
+    return dict(parse_assignment(a, "--param") for a in assignments or [])
 
 
 def run_config(args, task: str, defence: str, seed: int) -> dict:

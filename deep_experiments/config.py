@@ -52,18 +52,24 @@ def parse_value(text: str):
         return text
 
 
-def _check_against(schema: dict, given: dict, where: str, free: tuple[str, ...]) -> None:
+def parse_assignment(text: str, flag: str) -> tuple[str, object]:
+    """``NAME=VALUE`` -> (NAME, the parsed VALUE)."""
+    if "=" not in text:
+        raise ExperimentError(f"{flag} needs NAME=VALUE, got {text!r}")
+    name, value = text.split("=", 1)
+    return name.strip(), parse_value(value.strip())
+
+
+def _check_against(schema: dict, given: dict, where: str) -> None:
     for key, value in given.items():
         path = f"{where}{key}"
         if key not in schema:
-            if where.rstrip(".") in free:
-                continue
             raise ExperimentError(f"unknown setting {path!r}; known here: {', '.join(sorted(schema))}")
         ref = schema[key]
         if isinstance(ref, dict):
             if not isinstance(value, dict):
                 raise ExperimentError(f"setting {path!r} is a table of settings, got {value!r}")
-            _check_against(ref, value, path + ".", free)
+            _check_against(ref, value, path + ".")
         elif isinstance(ref, bool) or isinstance(value, bool):
             if type(ref) is not type(value):
                 raise ExperimentError(f"setting {path!r} must be a {type(ref).__name__}, got {value!r}")
@@ -82,16 +88,14 @@ def _merge(base: dict, over: dict) -> dict:
 
 def set_dotted(cfg: dict, assignment: str) -> None:
     """Apply ``section.key=value`` in place."""
-    if "=" not in assignment:
-        raise ExperimentError(f"--set needs section.key=value, got {assignment!r}")
-    path, text = assignment.split("=", 1)
-    keys = path.strip().split(".")
+    path, value = parse_assignment(assignment, "--set")
+    keys = path.split(".")
     node = cfg
     for key in keys[:-1]:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
             raise ExperimentError(f"--set {assignment!r}: {key!r} is a value, not a section")
-    node[keys[-1]] = parse_value(text.strip())
+    node[keys[-1]] = value
 
 
 def resolve(task: str, scale: str = "small", config_file=None, overrides=()) -> dict:
@@ -105,8 +109,9 @@ def resolve(task: str, scale: str = "small", config_file=None, overrides=()) -> 
         cfg = _merge(cfg, user)
     for assignment in overrides:
         set_dotted(cfg, assignment)
-    # rule defaults may name any hyperparameter of the rule; the rule itself validates them
-    _check_against(schema, cfg, "", free=("defences",))
+    # [defences.*] may name any hyperparameter of a rule, in any type: the rule validates them
+    _check_against({k: v for k, v in schema.items() if k != "defences"},
+                   {k: v for k, v in cfg.items() if k != "defences"}, "")
     for name, params in cfg.get("defences", {}).items():
         if not isinstance(params, dict):
             raise ExperimentError(f"defences.{name} must be a table of the rule's hyperparameters")

@@ -16,7 +16,6 @@ import copy
 import math
 import os
 import platform
-import tempfile
 import time
 from contextlib import nullcontext
 from datetime import datetime, timezone
@@ -148,19 +147,6 @@ def _buffers_mean(states: list[dict], model: nn.Module) -> None:
             buf.copy_(stacked.float().mean(0).to(buf.dtype) if buf.is_floating_point() else stacked.max(0).values)
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a checkpoint is an ordinary file
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -179,6 +165,8 @@ class Run:
         if restart:
             for name in (CHECKPOINT, RECORDS, SUMMARY):
                 (self.out / name).unlink(missing_ok=True)
+        self.fingerprint = fingerprint(cfg)
+        saved = self._read_checkpoint()  # before the data: another configuration is refused at once
 
         torch.manual_seed(_seed_of(self.seed, 0))
         self.task = build_task(cfg, self.seed)
@@ -202,10 +190,12 @@ class Run:
         n_mal = round(fed["malicious_fraction"] * n_clients) if self.defence["attack"] else 0
         self._dry_run(fed["clients_per_round"])
         self.malicious = set(np.random.default_rng([self.seed, 2]).choice(n_clients, n_mal, replace=False).tolist())
-        self.round, self.records = 0, []
-        self.timing = dict.fromkeys(PHASES, 0.0) | {"wall": 0.0}
-        self.fingerprint = fingerprint(cfg)
-        self._resume()
+        self.round, self.records, self.timing = 0, [], dict.fromkeys(PHASES, 0.0)
+        if saved is not None:
+            self.model.load_state_dict(saved["model"])
+            if isinstance(self.rule, ia.StatefulRule):
+                self.rule.load_state_dict(saved["rule"])
+            self.round, self.records, self.timing = saved["round"], saved["records"], saved["timing"]
 
     def _dry_run(self, n: int) -> None:
         """Aggregate random updates once with a fresh rule, so that a rule that cannot work with
@@ -220,25 +210,27 @@ class Run:
                                   f"{n} clients per round: {exc}") from None
 
     # ----------------------------------------------------------------------------- state
-    def _resume(self) -> None:
+    def _read_checkpoint(self) -> dict | None:
         path = self.out / CHECKPOINT
         if not path.exists():
-            return
+            return None
         state = torch.load(path, map_location=self.device, weights_only=True)
         if state["fingerprint"] != self.fingerprint:
             raise ExperimentError(
                 f"{self.out} holds a run with another configuration (fingerprint {state['fingerprint']}, this "
                 f"run {self.fingerprint}); use another --out, or --restart to discard it")
-        self.model.load_state_dict(state["model"])
-        if isinstance(self.rule, ia.StatefulRule):
-            self.rule.load_state_dict(state["rule"])
-        self.round, self.records, self.timing = state["round"], state["records"], state["timing"]
+        return state
+
+    @property
+    def seconds(self) -> float:
+        """Training time so far, over every session of a resumed run."""
+        return sum(self.timing.values())
 
     def _checkpoint(self) -> None:
         rule_state = self.rule.state_dict() if isinstance(self.rule, ia.StatefulRule) else {}
-        _save_checkpoint(self.out / CHECKPOINT, {
-            "fingerprint": self.fingerprint, "round": self.round, "model": self.model.state_dict(),
-            "rule": rule_state, "records": self.records, "timing": self.timing})
+        state = {"fingerprint": self.fingerprint, "round": self.round, "model": self.model.state_dict(),
+                 "rule": rule_state, "records": self.records, "timing": self.timing}
+        ia.write_atomic(self.out / CHECKPOINT, lambda fh: torch.save(state, fh))
         ia.write_json_atomic(self.out / RECORDS, self.records)
 
     # ----------------------------------------------------------------------------- rounds
@@ -289,9 +281,8 @@ class Run:
             timing["evaluation"] = time.perf_counter() - t2
         for k in PHASES:
             self.timing[k] += timing[k]
-        self.timing["wall"] += sum(timing[k] for k in PHASES)
         if "metrics" in timing:
-            self.records.append({"round": r, **timing["metrics"], "seconds": self.timing["wall"],
+            self.records.append({"round": r, **timing["metrics"], "seconds": self.seconds,
                                  "malicious_in_round": sum(c in self.malicious for c in clients)})
         return timing
 
@@ -334,7 +325,7 @@ class Run:
         rounds = self.round
         summary = self.describe() | {
             "acc_m": last["acc_m"], "acc_b": last["acc_b"], "loss": last["loss"], "rounds": rounds,
-            "seconds": self.timing["wall"],
+            "seconds": self.seconds,
             "seconds_per_round": {k: self.timing[k] / rounds for k in PHASES},
             "evaluations": len(self.records),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),

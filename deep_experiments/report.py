@@ -89,9 +89,6 @@ def write_table(rows: list[dict], out) -> list[Path]:
     ia.write_json_atomic(out.with_suffix(".json"), rows)
     written = [out.with_suffix(".json")]
     for suffix, text in ((".csv", to_csv(rows)), (".md", to_markdown(rows))):
-        path = out.with_suffix(suffix)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-        written.append(path)
+        ia.write_text_atomic(out.with_suffix(suffix), text)
+        written.append(out.with_suffix(suffix))
     return written

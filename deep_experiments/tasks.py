@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from .data import cifar10, edge_case, partition, sent140, tabular
-from .errors import ExperimentError
+from .errors import DataMissing, ExperimentError
 from .models import MLP, LSTMClassifier, ResNet18, load_pretrained
 
 TASKS = ("cifar10", "twitter", "phishing", "spambase")
@@ -33,11 +34,16 @@ class Samples:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def map(self, f: Callable[[torch.Tensor], torch.Tensor]) -> Samples:
+        """``f`` applied to every input tensor and to the labels."""
+        inputs = tuple(map(f, self.inputs)) if isinstance(self.inputs, tuple) else f(self.inputs)
+        return Samples(inputs, f(self.labels))
+
     def take(self, idx: torch.Tensor) -> Samples:
-        def pick(t):
-            return (t[idx.to(t.device)])
-        inputs = tuple(map(pick, self.inputs)) if isinstance(self.inputs, tuple) else pick(self.inputs)
-        return Samples(inputs, pick(self.labels))
+        return self.map(lambda t: t[idx.to(t.device)])
+
+    def to(self, device) -> Samples:
+        return self.map(lambda t: t.to(device))
 
     @staticmethod
     def cat(parts: list[Samples]) -> Samples:
@@ -47,12 +53,6 @@ class Samples:
         else:
             inputs = torch.cat([p.inputs for p in parts])
         return Samples(inputs, torch.cat([p.labels for p in parts]))
-
-    def to(self, device) -> Samples:
-        def mv(t):
-            return (t.to(device))
-        return Samples(tuple(map(mv, self.inputs)) if isinstance(self.inputs, tuple) else mv(self.inputs),
-                       mv(self.labels))
 
 
 def _identity(inputs, *, augment: bool, generator=None):
@@ -77,19 +77,31 @@ def _tensor_samples(x, y) -> Samples:
     return Samples(torch.as_tensor(np.ascontiguousarray(x)), torch.as_tensor(np.asarray(y, dtype=np.int64)))
 
 
-def _attack_sets(cfg, x_pool, y_pool, x_test, y_test, edge_train, edge_test, stamp, target):
-    """Backdoor training / test samples for the configured attack kind."""
-    kind = cfg["attack"]["kind"]
-    if kind == "edge_case":
-        return (_tensor_samples(edge_train, np.full(len(edge_train), target)),
-                _tensor_samples(edge_test, np.full(len(edge_test), target)))
-    if kind == "pixel_pattern":
-        if stamp is None:
-            raise ExperimentError("attack.kind = 'pixel_pattern' is for images (cifar10); use 'edge_case'")
-        keep_tr, keep_te = y_pool != target, y_test != target
-        return (_tensor_samples(stamp(x_pool[keep_tr]), np.full(keep_tr.sum(), target)),
-                _tensor_samples(stamp(x_test[keep_te]), np.full(keep_te.sum(), target)))
-    raise ExperimentError(f"attack.kind = {kind!r}: choose 'edge_case' or 'pixel_pattern'")
+def _image_attack_sets(cfg, x_pool, y_pool, x_test, y_test) -> tuple[Samples, Samples]:
+    """Backdoor training / test images: the Southwest photos, or clean images (not already of
+    the target class) with the pixel pattern; all labelled with the attacker's target."""
+    a = cfg["attack"]
+    target = a["target_label"]
+    if a["kind"] == "edge_case":
+        train = edge_case.southwest_images("train", **_edge_case_source(cfg))
+        test = edge_case.southwest_images("test", **_edge_case_source(cfg))
+    elif a["kind"] == "pixel_pattern":
+        train = cifar10.stamp_pixel_pattern(x_pool[y_pool != target], a["pattern_size"])
+        test = cifar10.stamp_pixel_pattern(x_test[y_test != target], a["pattern_size"])
+    else:
+        raise ExperimentError(f"attack.kind = {a['kind']!r}: choose 'edge_case' or 'pixel_pattern'")
+    return (_tensor_samples(train, np.full(len(train), target)), _tensor_samples(test, np.full(len(test), target)))
+
+
+def _require_edge_case(cfg) -> None:
+    if cfg["attack"]["kind"] != "edge_case":
+        raise ExperimentError(f"attack.kind = {cfg['attack']['kind']!r} is for images; {cfg['task']} has 'edge_case'")
+
+
+def _client_ranges(lengths) -> list[torch.Tensor]:
+    """Indices of consecutive blocks of the given lengths (clients stored one after another)."""
+    ends = np.cumsum(lengths)
+    return [torch.arange(end - n, end) for n, end in zip(lengths, ends, strict=True)]
 
 
 def _download_dir(cfg):
@@ -112,12 +124,7 @@ def build_cifar10(cfg, rng: np.random.Generator) -> FederatedTask:
     if d["max_test"]:
         x_te, y_te = x_te[: d["max_test"]], y_te[: d["max_test"]]
     clients = partition.dirichlet_partition(y_tr, cfg["federation"]["n_clients"], d["dirichlet_alpha"], rng)
-    edge_tr = edge_te = None
-    if a["kind"] == "edge_case":
-        edge_tr = edge_case.southwest_images("train", **_edge_case_source(cfg))
-        edge_te = edge_case.southwest_images("test", **_edge_case_source(cfg))
-    stamp = partial(cifar10.stamp_pixel_pattern, size=a["pattern_size"])
-    bd_tr, bd_te = _attack_sets(cfg, x_tr, y_tr, x_te, y_te, edge_tr, edge_te, stamp, a["target_label"])
+    bd_tr, bd_te = _image_attack_sets(cfg, x_tr, y_tr, x_te, y_te)
 
     def make_model():
         model = ResNet18(10, m["layout"], m["width"])
@@ -147,28 +154,25 @@ def build_twitter(cfg, rng: np.random.Generator) -> FederatedTask:
         test_labels += test.get(u, ([], []))[1]
     if not test_texts:
         raise ExperimentError("the chosen users have no test tweets in test/*.json")
-    if a["kind"] != "edge_case":
-        raise ExperimentError(f"attack.kind = {a['kind']!r} is for images; twitter has 'edge_case'")
+    _require_edge_case(cfg)
     edge_tr = edge_case.lanthimos_tweets("train", **_edge_case_source(cfg))
     edge_te = edge_case.lanthimos_tweets("test", **_edge_case_source(cfg))
     texts = [t for u in chosen for t in train[u][0]]
-    vectors = sent140.load_glove(d["glove"], d["embedding_dim"],
-                                 {tok for t in texts + test_texts + edge_tr + edge_te for tok in sent140.tokenize(t)})
-    index, matrix = sent140.build_vocabulary(texts + test_texts + edge_tr + edge_te, vectors)
+    tokens = {tok for t in (*texts, *test_texts, *edge_tr, *edge_te) for tok in sent140.tokenize(t)}
+    index, matrix = sent140.build_vocabulary(sent140.load_glove(d["glove"], d["embedding_dim"], tokens))
 
     def samples(tx, labels):
         ids, lengths = sent140.encode(tx, index, d["max_len"])
         return Samples((torch.as_tensor(ids), torch.as_tensor(lengths)), torch.as_tensor(np.asarray(labels, np.int64)))
 
-    sizes = np.cumsum([0] + [len(train[u][0]) for u in chosen])
-    clients = [torch.arange(sizes[i], sizes[i + 1]) for i in range(n_clients)]
+    clients = _client_ranges([len(train[u][0]) for u in chosen])
     target = a["target_label"]
     embeddings = torch.as_tensor(matrix)
     return FederatedTask(
         "twitter", samples(texts, [y for u in chosen for y in train[u][1]]), clients, samples(test_texts, test_labels),
         samples(edge_tr, [target] * len(edge_tr)), samples(edge_te, [target] * len(edge_te)), target,
         lambda: LSTMClassifier(embeddings, m["hidden"], m["layers"]),
-        info={"train": int(sizes[-1]), "test": len(test_texts), "vocabulary": len(index),
+        info={"train": len(texts), "test": len(test_texts), "vocabulary": len(index),
               "oov_rate": _oov_rate(texts, index)})
 
 
@@ -185,10 +189,9 @@ def _trigger_column(d, n_features: int) -> int:
     return col
 
 
-def _tabular_task(name, cfg, rng, clients_x, clients_y, x_test, y_test, trigger, feature_names):
+def _tabular_task(cfg, clients_x, clients_y, x_test, y_test, trigger, feature_names):
     d, a = cfg["data"], cfg["attack"]
-    if a["kind"] != "edge_case":
-        raise ExperimentError(f"attack.kind = {a['kind']!r} is for images; {name} has 'edge_case'")
+    _require_edge_case(cfg)
     x_pool, y_pool = np.concatenate(clients_x), np.concatenate(clients_y)
     benign = a["target_label"]
 
@@ -198,15 +201,17 @@ def _tabular_task(name, cfg, rng, clients_x, clients_y, x_test, y_test, trigger,
         return out
 
     bd_tr, bd_te = poisoned(x_pool, y_pool), poisoned(x_test, y_test)
-    sizes = np.cumsum([0] + [len(y) for y in clients_y])
+    trigger_values, counts = np.unique(x_pool[:, trigger], return_counts=True)
     return FederatedTask(
-        name, _tensor_samples(x_pool, y_pool), [torch.arange(sizes[i], sizes[i + 1]) for i in range(len(clients_y))],
+        cfg["task"], _tensor_samples(x_pool, y_pool), _client_ranges([len(y) for y in clients_y]),
         _tensor_samples(x_test, y_test), _tensor_samples(bd_tr, np.full(len(bd_tr), benign)),
         _tensor_samples(bd_te, np.full(len(bd_te), benign)), benign,
         partial(MLP, x_pool.shape[1], tuple(cfg["model"]["hidden"])),
         info={"train": len(y_pool), "test": len(y_test), "backdoor_train": len(bd_tr), "backdoor_test": len(bd_te),
               "trigger_column": trigger, "trigger_name": feature_names[trigger],
-              "trigger_zero_share_train": float(np.mean(x_pool[:, trigger] == x_pool[:, trigger].min()))})
+              # share of training rows at the trigger column's most common value (0 before standardising)
+              "trigger_mode_value": float(trigger_values[counts.argmax()]),
+              "trigger_mode_share_train": float(counts.max() / len(y_pool))})
 
 
 def _split_table(cfg, rng, x, y):
@@ -235,11 +240,7 @@ def build_phishing(cfg, rng: np.random.Generator) -> FederatedTask:
     elif d["source"] == "table":
         if not d["path"]:
             raise ExperimentError("data.source = 'table' needs data.path (a CSV or Parquet file): --data PATH")
-        from pathlib import Path
-
         if not Path(d["path"]).expanduser().is_file():
-            from .errors import DataMissing
-
             raise DataMissing("the phishing table", [f"a CSV/Parquet file with {n} numeric features and the "
                                                       f"label column {d['label_column']!r}"], [d["path"]],
                               ["--data PATH to your table", "--set data.source='synthetic' (the Eq. 6 stand-in)",
@@ -248,7 +249,7 @@ def build_phishing(cfg, rng: np.random.Generator) -> FederatedTask:
         xs, ys, x_te, y_te = _split_table(cfg, rng, x, y)
     else:
         raise ExperimentError(f"data.source = {d['source']!r}: choose 'synthetic' or 'table'")
-    return _tabular_task("phishing", cfg, rng, xs, ys, x_te, y_te, trigger, names)
+    return _tabular_task(cfg, xs, ys, x_te, y_te, trigger, names)
 
 
 def build_spambase(cfg, rng: np.random.Generator) -> FederatedTask:
@@ -256,7 +257,7 @@ def build_spambase(cfg, rng: np.random.Generator) -> FederatedTask:
     x, y, names = tabular.load_spambase(d["path"] or None)
     trigger = _trigger_column(d, x.shape[1])
     xs, ys, x_te, y_te = _split_table(cfg, rng, x, y)
-    return _tabular_task("spambase", cfg, rng, xs, ys, x_te, y_te, trigger, names)
+    return _tabular_task(cfg, xs, ys, x_te, y_te, trigger, names)
 
 
 BUILDERS = {"cifar10": build_cifar10, "twitter": build_twitter, "phishing": build_phishing,

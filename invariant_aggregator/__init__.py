@@ -12,7 +12,7 @@ Rules: :func:`make` and :func:`available_rules`; the mathematics as pure functio
 """
 
 from . import functional
-from ._io import write_json_atomic
+from ._io import write_atomic, write_json_atomic, write_text_atomic
 from .errors import AggregatorError
 from .params import ParameterLayout, last_layer_names
 from .rules import RULES, AggregationRule, StatefulRule, available_rules, make
@@ -29,6 +29,8 @@ __all__ = [
     "functional",
     "last_layer_names",
     "make",
+    "write_atomic",
     "write_json_atomic",
+    "write_text_atomic",
     "__version__",
 ]

@@ -8,12 +8,12 @@ one commit and checked by sha256.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataMissing, ExperimentError
+from . import default_locations
 from .download import check_digest, download
 from .safe_pickle import safe_load
 
@@ -43,16 +43,6 @@ SOUTHWEST_LABEL = 9
 LANTHIMOS_LABEL = 0
 
 
-def default_search_paths() -> list[Path]:
-    """Where the edge-case files are looked for when no folder is given."""
-    paths = []
-    if os.environ.get(ENV_VAR):
-        paths.append(Path(os.environ[ENV_VAR]))
-    repo = Path(__file__).resolve().parents[2]
-    paths += [Path.cwd().parent / "shared" / "data" / "edge_case", repo.parent / "shared" / "data" / "edge_case"]
-    return list(dict.fromkeys(paths))
-
-
 def _url(name: str) -> str:
     return f"https://raw.githubusercontent.com/{REPOSITORY}/{COMMIT}/{FILES[name][0]}"
 
@@ -61,7 +51,7 @@ def edge_case_file(name: str, folder=None, *, download_to=None, verify: bool = T
     """Path of one edge-case file, checked against its published sha256 when ``verify``."""
     if name not in FILES:
         raise ExperimentError(f"unknown edge-case file {name!r}; known: {sorted(FILES)}")
-    searched = [Path(folder).expanduser()] if folder else default_search_paths()
+    searched = [Path(folder).expanduser()] if folder else default_locations("edge_case", ENV_VAR)
     for path in searched:
         if (path / name).is_file():
             if verify:

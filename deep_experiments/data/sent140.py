@@ -115,14 +115,10 @@ def load_glove(path, dim: int, vocabulary=None) -> dict[str, np.ndarray]:
     return vectors
 
 
-def build_vocabulary(texts, vectors: dict[str, np.ndarray]) -> tuple[dict[str, int], np.ndarray]:
+def build_vocabulary(vectors: dict[str, np.ndarray]) -> tuple[dict[str, int], np.ndarray]:
     """Index every token that has a vector (0 = padding, 1 = unknown), and the embedding matrix."""
     dim = len(next(iter(vectors.values()))) if vectors else 1
-    index = {}
-    for text in texts:
-        for tok in tokenize(text):
-            if tok in vectors and tok not in index:
-                index[tok] = len(index) + 2
+    index = {tok: i for i, tok in enumerate(sorted(vectors), start=2)}
     matrix = np.zeros((len(index) + 2, dim), np.float32)
     for tok, i in index.items():
         matrix[i] = vectors[tok]

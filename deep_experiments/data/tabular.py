@@ -9,12 +9,12 @@ e-mail data whose word-frequency columns are 0 on most rows.
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataMissing, ExperimentError
+from . import default_locations
 
 PHISHING_FEATURES = 45
 SPAMBASE_ENV_VAR = "INVARIANT_AGGREGATOR_SPAMBASE"
@@ -82,12 +82,7 @@ def read_table(path, *, label: str, n_features: int | None, label_map: dict | No
 
 def spambase_path(given=None) -> Path:
     """``spambase.csv``: the given path or folder, $INVARIANT_AGGREGATOR_SPAMBASE, or ../shared."""
-    repo = Path(__file__).resolve().parents[2]
-    candidates = [Path(given).expanduser()] if given else [
-        *([Path(os.environ[SPAMBASE_ENV_VAR])] if os.environ.get(SPAMBASE_ENV_VAR) else []),
-        Path.cwd().parent / "shared" / "data" / "spambase",
-        repo.parent / "shared" / "data" / "spambase",
-    ]
+    candidates = [Path(given).expanduser()] if given else default_locations("spambase", SPAMBASE_ENV_VAR)
     for c in candidates:
         for p in (c, c / "spambase.csv"):
             if p.is_file():
@@ -95,7 +90,7 @@ def spambase_path(given=None) -> Path:
     raise DataMissing(
         "UCI Spambase",
         ["spambase.csv (57 numeric columns and the label column 'type': spam / nonspam)"],
-        list(dict.fromkeys(candidates)),
+        candidates,
         ["--data PATH to spambase.csv or its folder", f"the environment variable {SPAMBASE_ENV_VAR}=PATH",
          "the synthetic phishing task (python -m deep_experiments run phishing ...)"],
     )

@@ -11,6 +11,7 @@ import tomllib
 
 from deep_experiments import report
 from deep_experiments.config import packaged_path, resolve
+from deep_experiments.data import edge_case
 from deep_experiments.defences import TABLE1_ROWS
 
 from .helpers import TINY_PHISHING, main
@@ -108,11 +109,24 @@ def test_packaged_configurations_follow_the_settings(path):
         expected = {"cifar10": (100, 20, 0.2, 300), "twitter": (100, 15, 0.1, 500), "phishing": (100, 20, 0.2, 50),
                     "spambase": (100, 20, 0.2, 50)}[cfg["task"]]
         assert (fed["n_clients"], fed["clients_per_round"], fed["malicious_fraction"], fed["rounds"]) == expected
+    # the attack's label conventions (Southwest -> truck, Lanthimos -> negative)
+    conventions = {"cifar10": edge_case.SOUTHWEST_LABEL, "twitter": edge_case.LANTHIMOS_LABEL}
+    assert cfg["attack"]["target_label"] == conventions.get(cfg["task"], 0)
     # every Table 1 defence builds from the packaged defaults
     for defence in TABLE1_ROWS.values():
         from deep_experiments.defences import resolve_defence
 
         resolve_defence(defence, {}, cfg, 0)
+
+
+def test_defence_defaults_in_a_config_are_checked_by_the_rule_not_the_schema(tmp_path, capsys):
+    sets = [*SETS, "--set", "federation.rounds=1"]
+    assert main(["run", "phishing", "--defence", "krum", "--out", str(tmp_path), *sets,
+                 "--set", "defences.krum.f=1"]) == 0
+    assert json.loads((tmp_path / "summary.json").read_text())["config"]["defence"]["params"] == {"f": 1}
+    assert main(["run", "phishing", "--defence", "krum", "--out", str(tmp_path / "b"), *sets,
+                 "--set", "defences.krum.f=-1"]) == 2
+    assert "f" in capsys.readouterr().err
 
 
 def test_table_is_mean_and_standard_error_over_seeds(tmp_path):
