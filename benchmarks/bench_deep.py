@@ -36,8 +36,11 @@ def measure(task, data, sets, rounds, device, scale="small", defence="invariant"
         times = [run.step() for _ in range(rounds + warmup)][warmup:]
     configured = resolve(task, scale)["federation"]  # the measured run overrides rounds and eval_every
     return {k: statistics.median(t[k] for t in times) for k in PHASES} | {
-        "params": run.layout.numel, "clients_per_round": cfg["federation"]["clients_per_round"],
-        "configured_rounds": configured["rounds"], "configured_eval_every": configured["eval_every"]}
+        "params": run.layout.numel,
+        "clients_per_round": cfg["federation"]["clients_per_round"],
+        "configured_rounds": configured["rounds"],
+        "configured_eval_every": configured["eval_every"],
+    }
 
 
 def main():
@@ -63,21 +66,25 @@ def main():
             fixtures.write_sent140(tmp / "leaf", n_users=60, per_user=40, n_test=10)
             fixtures.write_glove(tmp / "glove.txt")
             results["cifar10-small"] = measure("cifar10", tmp, [*edge, *amp], args.rounds, args.device)
-            results["twitter-small"] = measure("twitter", tmp / "leaf", [*edge, f"data.glove='{tmp / 'glove.txt'}'"],
-                                               args.rounds, args.device)
+            results["twitter-small"] = measure(
+                "twitter", tmp / "leaf", [*edge, f"data.glove='{tmp / 'glove.txt'}'"], args.rounds, args.device
+            )
             results["phishing-small"] = measure("phishing", None, [], args.rounds, args.device)
             results["spambase-small"] = measure("spambase", None, [], args.rounds, args.device)
     print(f"{'task':>16} {'params':>10} {'local_train':>12} {'aggregation':>12} {'evaluation':>11}  (s/round, median)")
     for name, r in results.items():
-        print(f"{name:>16} {r['params']:>10} {r['local_train']:>12.3f} {r['aggregation']:>12.4f} "
-              f"{r['evaluation']:>11.3f}")
+        print(
+            f"{name:>16} {r['params']:>10} {r['local_train']:>12.3f} {r['aggregation']:>12.4f} {r['evaluation']:>11.3f}"
+        )
     if args.paper_cifar:
         r = results["cifar10-paper"]
         # the configuration's own rounds and evaluation interval, 3 seeds per Table 1 row
         per_round = r["local_train"] + r["aggregation"] + r["evaluation"] / r["configured_eval_every"]
         column = per_round * r["configured_rounds"] * len(TABLE1_ROWS) * 3
-        print(f"paper-scale CIFAR-10 round: {per_round:.2f} s (target <= 1 s on one H100); Table 1 CIFAR-10 column "
-              f"({len(TABLE1_ROWS)} rows x 3 seeds x {r['configured_rounds']} rounds): {column / 3600:.1f} h")
+        print(
+            f"paper-scale CIFAR-10 round: {per_round:.2f} s (target <= 1 s on one H100); Table 1 CIFAR-10 column "
+            f"({len(TABLE1_ROWS)} rows x 3 seeds x {r['configured_rounds']} rounds): {column / 3600:.1f} h"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

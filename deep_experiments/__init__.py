@@ -11,5 +11,17 @@ from .engine import Run, evaluate, local_train, project_to_ball
 from .errors import DataMissing, ExperimentError
 from .tasks import TASKS, FederatedTask, build_task
 
-__all__ = ["DataMissing", "ExperimentError", "FederatedTask", "Run", "TABLE1_ROWS", "TASKS", "build_task",
-           "evaluate", "local_train", "project_to_ball", "resolve", "resolve_defence"]
+__all__ = [
+    "DataMissing",
+    "ExperimentError",
+    "FederatedTask",
+    "Run",
+    "TABLE1_ROWS",
+    "TASKS",
+    "build_task",
+    "evaluate",
+    "local_train",
+    "project_to_ball",
+    "resolve",
+    "resolve_defence",
+]

@@ -57,9 +57,11 @@ def run_config(args, task: str, defence: str, seed: int) -> dict:
 def cmd_run(args) -> int:
     cfg = run_config(args, args.task, args.defence, args.seed)
     summary = Run(cfg, args.out, restart=args.restart).run(progress=not args.no_progress)
-    print(f"{args.task} / {args.defence} / seed {args.seed}: Acc_M = {summary['acc_m']:.4f}, "
-          f"Acc_B = {summary['acc_b']:.4f} after {summary['rounds']} rounds, {summary['seconds']:.1f} s "
-          f"-> {Path(args.out) / SUMMARY}")
+    print(
+        f"{args.task} / {args.defence} / seed {args.seed}: Acc_M = {summary['acc_m']:.4f}, "
+        f"Acc_B = {summary['acc_b']:.4f} after {summary['rounds']} rounds, {summary['seconds']:.1f} s "
+        f"-> {Path(args.out) / SUMMARY}"
+    )
     return 0
 
 
@@ -73,8 +75,10 @@ def cmd_table1(args) -> int:
                 continue  # finished earlier: an interrupted table resumes where it stopped
             cfg = run_config(args, args.task, defence, seed)
             s = Run(cfg, folder, restart=args.restart).run(progress=not args.no_progress)
-            print(f"{defence:>18} seed {seed}: Acc_M {s['acc_m']:.3f}  Acc_B {s['acc_b']:.3f}  ({s['seconds']:.1f} s)",
-                  flush=True)
+            print(
+                f"{defence:>18} seed {seed}: Acc_M {s['acc_m']:.3f}  Acc_B {s['acc_b']:.3f}  ({s['seconds']:.1f} s)",
+                flush=True,
+            )
     rows = report.table(report.load_summaries([out]))
     paths = report.write_table(rows, out / "table")
     print(report.to_markdown(rows))
@@ -108,8 +112,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m deep_experiments", description=__doc__, epilog=EPILOG,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m deep_experiments",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="one federated run")
     _common(run)

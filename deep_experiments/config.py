@@ -110,8 +110,9 @@ def resolve(task: str, scale: str = "small", config_file=None, overrides=()) -> 
     for assignment in overrides:
         set_dotted(cfg, assignment)
     # [defences.*] may name any hyperparameter of a rule, in any type: the rule validates them
-    _check_against({k: v for k, v in schema.items() if k != "defences"},
-                   {k: v for k, v in cfg.items() if k != "defences"}, "")
+    _check_against(
+        {k: v for k, v in schema.items() if k != "defences"}, {k: v for k, v in cfg.items() if k != "defences"}, ""
+    )
     for name, params in cfg.get("defences", {}).items():
         if not isinstance(params, dict):
             raise ExperimentError(f"defences.{name} must be a table of the rule's hyperparameters")

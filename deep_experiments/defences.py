@@ -58,5 +58,10 @@ def resolve_defence(name: str, overrides: dict, cfg: dict, seed: int) -> dict:
         ia.make(rule, **params)
     except (ia.AggregatorError, TypeError) as exc:
         raise ExperimentError(f"defence {name!r} with {params}: {exc}") from None
-    return {"name": name, "rule": rule, "params": params, "attack": name != "no_attack",
-            "freeze": name == "freeze_layers"}
+    return {
+        "name": name,
+        "rule": rule,
+        "params": params,
+        "attack": name != "no_attack",
+        "freeze": name == "freeze_layers",
+    }

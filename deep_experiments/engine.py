@@ -82,8 +82,18 @@ def project_to_ball(flat: torch.Tensor, anchor: torch.Tensor, radius: float) -> 
     return anchor + diff * (radius / norm)
 
 
-def local_train(model: nn.Module, task: FederatedTask, indices: torch.Tensor, cfg: dict, generator: torch.Generator,
-                *, malicious: bool, layout: ia.ParameterLayout, anchor: torch.Tensor, device: torch.device) -> None:
+def local_train(
+    model: nn.Module,
+    task: FederatedTask,
+    indices: torch.Tensor,
+    cfg: dict,
+    generator: torch.Generator,
+    *,
+    malicious: bool,
+    layout: ia.ParameterLayout,
+    anchor: torch.Tensor,
+    device: torch.device,
+) -> None:
     """One client's local epochs, in place. A malicious client puts ``backdoor_per_batch``
     backdoor samples in each batch (and, with ``pgd_eps``, stays within that L2 distance of the
     broadcast model)."""
@@ -99,8 +109,9 @@ def local_train(model: nn.Module, task: FederatedTask, indices: torch.Tensor, cf
         for start in range(0, len(order), step):
             parts = [] if k_bd == bs else [task.train.take(order[start : start + step])]
             if k_bd:
-                parts.append(task.backdoor_train.take(torch.randint(len(task.backdoor_train), (k_bd,),
-                                                                    generator=generator)))
+                parts.append(
+                    task.backdoor_train.take(torch.randint(len(task.backdoor_train), (k_bd,), generator=generator))
+                )
             batch = parts[0] if len(parts) == 1 else Samples.cat(parts)
             inputs = task.prepare(batch.inputs, augment=True, generator=generator)
             with _autocast(device, train["amp"]):
@@ -185,8 +196,9 @@ class Run:
         self.rule = ia.make(self.defence["rule"], **self.defence["params"])
         n_clients = len(self.task.clients)
         if fed["clients_per_round"] > n_clients:
-            raise ExperimentError(f"federation.clients_per_round = {fed['clients_per_round']} exceeds the "
-                                  f"{n_clients} clients")
+            raise ExperimentError(
+                f"federation.clients_per_round = {fed['clients_per_round']} exceeds the {n_clients} clients"
+            )
         n_mal = round(fed["malicious_fraction"] * n_clients) if self.defence["attack"] else 0
         self._dry_run(fed["clients_per_round"])
         self.malicious = set(np.random.default_rng([self.seed, 2]).choice(n_clients, n_mal, replace=False).tolist())
@@ -206,8 +218,9 @@ class Run:
         try:
             ia.make(self.defence["rule"], **self.defence["params"])(probe, client_ids=list(range(n)))
         except ia.AggregatorError as exc:
-            raise ExperimentError(f"defence {self.defence['name']!r} {self.defence['params']} with "
-                                  f"{n} clients per round: {exc}") from None
+            raise ExperimentError(
+                f"defence {self.defence['name']!r} {self.defence['params']} with {n} clients per round: {exc}"
+            ) from None
 
     # ----------------------------------------------------------------------------- state
     def _read_checkpoint(self) -> dict | None:
@@ -218,7 +231,8 @@ class Run:
         if state["fingerprint"] != self.fingerprint:
             raise ExperimentError(
                 f"{self.out} holds a run with another configuration (fingerprint {state['fingerprint']}, this "
-                f"run {self.fingerprint}); use another --out, or --restart to discard it")
+                f"run {self.fingerprint}); use another --out, or --restart to discard it"
+            )
         return state
 
     @property
@@ -228,8 +242,14 @@ class Run:
 
     def _checkpoint(self) -> None:
         rule_state = self.rule.state_dict() if isinstance(self.rule, ia.StatefulRule) else {}
-        state = {"fingerprint": self.fingerprint, "round": self.round, "model": self.model.state_dict(),
-                 "rule": rule_state, "records": self.records, "timing": self.timing}
+        state = {
+            "fingerprint": self.fingerprint,
+            "round": self.round,
+            "model": self.model.state_dict(),
+            "rule": rule_state,
+            "records": self.records,
+            "timing": self.timing,
+        }
         ia.write_atomic(self.out / CHECKPOINT, lambda fh: torch.save(state, fh))
         ia.write_json_atomic(self.out / RECORDS, self.records)
 
@@ -253,8 +273,17 @@ class Run:
             self.worker.load_state_dict(global_state)
             gen = torch.Generator().manual_seed(_seed_of(self.seed, 4, r, c))
             bad = c in self.malicious
-            local_train(self.worker, self.task, self.task.clients[c], cfg, gen, malicious=bad, layout=self.layout,
-                        anchor=anchor, device=dev)
+            local_train(
+                self.worker,
+                self.task,
+                self.task.clients[c],
+                cfg,
+                gen,
+                malicious=bad,
+                layout=self.layout,
+                anchor=anchor,
+                device=dev,
+            )
             torch.sub(anchor, self.layout.flatten(self.worker), out=updates[j])
             if bad and cfg["attack"]["scale"] != 1.0:
                 updates[j] *= cfg["attack"]["scale"]
@@ -268,7 +297,8 @@ class Run:
             aggregate = self.rule(updates, client_ids=clients)
         except ia.AggregatorError as exc:
             raise ExperimentError(
-                f"round {r}: defence {self.defence['name']!r} {self.defence['params']}: {exc}") from None
+                f"round {r}: defence {self.defence['name']!r} {self.defence['params']}: {exc}"
+            ) from None
         self.layout.add_(self.model, aggregate, alpha=-fed["server_lr"])
         if buffers:
             _buffers_mean(buffers, self.model)
@@ -282,8 +312,14 @@ class Run:
         for k in PHASES:
             self.timing[k] += timing[k]
         if "metrics" in timing:
-            self.records.append({"round": r, **timing["metrics"], "seconds": self.seconds,
-                                 "malicious_in_round": sum(c in self.malicious for c in clients)})
+            self.records.append(
+                {
+                    "round": r,
+                    **timing["metrics"],
+                    "seconds": self.seconds,
+                    "malicious_in_round": sum(c in self.malicious for c in clients),
+                }
+            )
         return timing
 
     def run(self, *, stop_after: int | None = None, progress: bool | None = None) -> dict | None:
@@ -293,8 +329,13 @@ class Run:
         every = self.cfg["runtime"]["checkpoint_every"]
         show = self.cfg["runtime"]["progress"] if progress is None else progress
         ia.write_json_atomic(self.out / CONFIG, self.describe())
-        bar = tqdm(total=fed["rounds"], initial=self.round, unit="round", disable=not show,
-                   desc=f"{self.cfg['task']}/{self.defence['name']}/seed {self.seed}")
+        bar = tqdm(
+            total=fed["rounds"],
+            initial=self.round,
+            unit="round",
+            disable=not show,
+            desc=f"{self.cfg['task']}/{self.defence['name']}/seed {self.seed}",
+        )
         with bar:
             while self.round < fed["rounds"]:
                 timing = self.step()
@@ -311,12 +352,20 @@ class Run:
     # ----------------------------------------------------------------------------- results
     def describe(self) -> dict:
         return {
-            "task": self.cfg["task"], "defence": self.defence["name"], "seed": self.seed, "config": self.cfg,
-            "fingerprint": self.fingerprint, "package_version": ia.__version__, "torch": torch.__version__,
-            "python": platform.python_version(), "device": str(self.device),
-            "device_name": (torch.cuda.get_device_name(self.device) if self.device.type == "cuda"
-                            else platform.processor()),
-            "malicious_clients": sorted(self.malicious), "trainable_parameters": self.layout.numel,
+            "task": self.cfg["task"],
+            "defence": self.defence["name"],
+            "seed": self.seed,
+            "config": self.cfg,
+            "fingerprint": self.fingerprint,
+            "package_version": ia.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "device": str(self.device),
+            "device_name": (
+                torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor()
+            ),
+            "malicious_clients": sorted(self.malicious),
+            "trainable_parameters": self.layout.numel,
             "data": self.task.info,
         }
 
@@ -324,7 +373,10 @@ class Run:
         last = self.records[-1]
         rounds = self.round
         summary = self.describe() | {
-            "acc_m": last["acc_m"], "acc_b": last["acc_b"], "loss": last["loss"], "rounds": rounds,
+            "acc_m": last["acc_m"],
+            "acc_b": last["acc_b"],
+            "loss": last["loss"],
+            "rounds": rounds,
             "seconds": self.seconds,
             "seconds_per_round": {k: self.timing[k] / rounds for k in PHASES},
             "evaluations": len(self.records),

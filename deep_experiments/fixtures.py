@@ -37,16 +37,24 @@ def write_cifar10(root, *, per_batch: int = 20, n_test: int = 40, seed: int = 0)
     def batch(name, n):
         labels = rng.integers(0, 10, n)
         images = class_images(labels, rng)
-        entry = {b"batch_label": name.encode(), b"labels": labels.tolist(),
-                 b"data": images.transpose(0, 3, 1, 2).reshape(n, 3072),
-                 b"filenames": [f"img_{i}.png".encode() for i in range(n)]}
+        entry = {
+            b"batch_label": name.encode(),
+            b"labels": labels.tolist(),
+            b"data": images.transpose(0, 3, 1, 2).reshape(n, 3072),
+            b"filenames": [f"img_{i}.png".encode() for i in range(n)],
+        }
         (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
 
     for name in cifar10.TRAIN_FILES:
         batch(name, per_batch)
     batch(cifar10.TEST_FILE, n_test)
-    meta = {b"label_names": [n.encode() for n in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
-                                                   "horse", "ship", "truck")], b"num_cases_per_batch": per_batch}
+    meta = {
+        b"label_names": [
+            n.encode()
+            for n in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+        ],
+        b"num_cases_per_batch": per_batch,
+    }
     (folder / cifar10.META_FILE).write_bytes(pickle.dumps(meta, protocol=2))
     return folder
 
@@ -78,8 +86,12 @@ def write_sent140(root, *, n_users: int = 12, per_user: int = 12, n_test: int = 
         data = {}
         for u in users:
             ys = rng.integers(0, 2, n).tolist()
-            data[u] = {"x": [[str(rng.integers(1e9)), "Mon Apr 06 22:19:45 PDT 2009", "NO_QUERY", u, tweet(y, rng)]
-                             for y in ys], "y": ys}
+            data[u] = {
+                "x": [
+                    [str(rng.integers(1e9)), "Mon Apr 06 22:19:45 PDT 2009", "NO_QUERY", u, tweet(y, rng)] for y in ys
+                ],
+                "y": ys,
+            }
         (root / split).mkdir(parents=True, exist_ok=True)
         blob = {"users": users, "num_samples": [n] * n_users, "user_data": data}
         (root / split / f"all_data_niid_0_keep_0_{split}_9.json").write_text(json.dumps(blob))

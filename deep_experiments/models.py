@@ -79,8 +79,10 @@ def load_pretrained(model: nn.Module, path, skip=("fc.",)) -> list[str]:
     Returns the loaded names; raises when a name or shape does not match."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ExperimentError(f"pretrained weights {path} not found; give the torchvision ResNet-18 file "
-                              f"(resnet18-f37072fd.pth) with --set model.pretrained=PATH, or leave it empty")
+        raise ExperimentError(
+            f"pretrained weights {path} not found; give the torchvision ResNet-18 file "
+            f"(resnet18-f37072fd.pth) with --set model.pretrained=PATH, or leave it empty"
+        )
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     own = model.state_dict()
@@ -89,9 +91,11 @@ def load_pretrained(model: nn.Module, path, skip=("fc.",)) -> list[str]:
     unknown = [k for k in wanted if k not in own]
     badshape = [k for k in wanted if k in own and own[k].shape != wanted[k].shape]
     if missing or unknown or badshape:
-        raise ExperimentError(f"{path} does not fit ResNet-18 ({model.layout} layout): missing {missing[:3]}, "
-                              f"unknown {unknown[:3]}, wrong shape {badshape[:3]}; the ImageNet weights need "
-                              f"model.layout='imagenet' and model.width=64")
+        raise ExperimentError(
+            f"{path} does not fit ResNet-18 ({model.layout} layout): missing {missing[:3]}, "
+            f"unknown {unknown[:3]}, wrong shape {badshape[:3]}; the ImageNet weights need "
+            f"model.layout='imagenet' and model.width=64"
+        )
     model.load_state_dict(wanted, strict=False)
     return sorted(wanted)
 

@@ -50,13 +50,19 @@ def table(summaries: list[dict]) -> list[dict]:
     label = {v: k for k, v in TABLE1_ROWS.items()}
     order = list(TABLE1_ROWS.values())
     rows = []
-    for (task, defence), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1])
-                                                                         if kv[0][1] in order else len(order))):
+    for (task, defence), runs in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]) if kv[0][1] in order else len(order))
+    ):
         seeds = sorted(r["seed"] for r in runs)
         if len(set(seeds)) != len(seeds):
             raise ExperimentError(f"{task}/{defence}: seed listed twice ({seeds}); give each run its own folder")
-        row = {"task": task, "defence": defence, "row": label.get(defence, defence), "seeds": seeds,
-               "rounds": sorted({r["rounds"] for r in runs})}
+        row = {
+            "task": task,
+            "defence": defence,
+            "row": label.get(defence, defence),
+            "seeds": seeds,
+            "rounds": sorted({r["rounds"] for r in runs}),
+        }
         for m in METRICS:
             row[m], row[f"{m}_se"] = mean_se([r[m] for r in runs])
         rows.append(row)
@@ -65,11 +71,15 @@ def table(summaries: list[dict]) -> list[dict]:
 
 def to_markdown(rows: list[dict]) -> str:
     out = ["| task | Table 1 row | defence | seeds | Acc_M | Acc_B |", "|---|---|---|---|---|---|"]
+
     def fmt(m, se):
-        return (f"{m:.3f} ± {se:.3f}" if not math.isnan(se) else f"{m:.3f}")
+        return f"{m:.3f} ± {se:.3f}" if not math.isnan(se) else f"{m:.3f}"
+
     for r in rows:
-        out.append(f"| {r['task']} | {r['row']} | `{r['defence']}` | {len(r['seeds'])} | "
-                   f"{fmt(r['acc_m'], r['acc_m_se'])} | {fmt(r['acc_b'], r['acc_b_se'])} |")
+        out.append(
+            f"| {r['task']} | {r['row']} | `{r['defence']}` | {len(r['seeds'])} | "
+            f"{fmt(r['acc_m'], r['acc_m_se'])} | {fmt(r['acc_b'], r['acc_b_se'])} |"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -78,8 +88,9 @@ def to_csv(rows: list[dict]) -> str:
     writer = csv.writer(buf)
     writer.writerow(["task", "row", "defence", "n_seeds", "acc_m", "acc_m_se", "acc_b", "acc_b_se"])
     for r in rows:
-        writer.writerow([r["task"], r["row"], r["defence"], len(r["seeds"]), r["acc_m"], r["acc_m_se"], r["acc_b"],
-                         r["acc_b_se"]])
+        writer.writerow(
+            [r["task"], r["row"], r["defence"], len(r["seeds"]), r["acc_m"], r["acc_m_se"], r["acc_b"], r["acc_b_se"]]
+        )
     return buf.getvalue()
 
 

@@ -111,8 +111,11 @@ def _download_dir(cfg):
 def _edge_case_source(cfg) -> dict:
     """Where the edge-case files come from: folder, download target, digest check."""
     a = cfg["attack"]
-    return {"folder": a["edge_case_dir"] or None, "verify": a["verify_edge_case"],
-            "download_to": (a["edge_case_dir"] or ".") if cfg["data"].get("download") else None}
+    return {
+        "folder": a["edge_case_dir"] or None,
+        "verify": a["verify_edge_case"],
+        "download_to": (a["edge_case_dir"] or ".") if cfg["data"].get("download") else None,
+    }
 
 
 def build_cifar10(cfg, rng: np.random.Generator) -> FederatedTask:
@@ -132,11 +135,18 @@ def build_cifar10(cfg, rng: np.random.Generator) -> FederatedTask:
             load_pretrained(model, m["pretrained"])
         return model
 
-    return FederatedTask("cifar10", _tensor_samples(x_tr, y_tr), [torch.as_tensor(c) for c in clients],
-                         _tensor_samples(x_te, y_te), bd_tr, bd_te, a["target_label"], make_model,
-                         prepare=cifar10.preprocess,
-                         info={"train": len(y_tr), "test": len(y_te), "backdoor_train": len(bd_tr),
-                               "backdoor_test": len(bd_te)})
+    return FederatedTask(
+        "cifar10",
+        _tensor_samples(x_tr, y_tr),
+        [torch.as_tensor(c) for c in clients],
+        _tensor_samples(x_te, y_te),
+        bd_tr,
+        bd_te,
+        a["target_label"],
+        make_model,
+        prepare=cifar10.preprocess,
+        info={"train": len(y_tr), "test": len(y_te), "backdoor_train": len(bd_tr), "backdoor_test": len(bd_te)},
+    )
 
 
 def build_twitter(cfg, rng: np.random.Generator) -> FederatedTask:
@@ -145,8 +155,10 @@ def build_twitter(cfg, rng: np.random.Generator) -> FederatedTask:
     users = sorted(u for u, (texts, _) in train.items() if len(texts) >= d["min_samples_per_user"])
     n_clients = cfg["federation"]["n_clients"]
     if len(users) < n_clients:
-        raise ExperimentError(f"only {len(users)} LEAF users have >= {d['min_samples_per_user']} training tweets, "
-                              f"federation.n_clients is {n_clients}; lower one of them")
+        raise ExperimentError(
+            f"only {len(users)} LEAF users have >= {d['min_samples_per_user']} training tweets, "
+            f"federation.n_clients is {n_clients}; lower one of them"
+        )
     chosen = [users[i] for i in rng.choice(len(users), n_clients, replace=False)]
     test_texts, test_labels = [], []
     for u in chosen:
@@ -169,11 +181,21 @@ def build_twitter(cfg, rng: np.random.Generator) -> FederatedTask:
     target = a["target_label"]
     embeddings = torch.as_tensor(matrix)
     return FederatedTask(
-        "twitter", samples(texts, [y for u in chosen for y in train[u][1]]), clients, samples(test_texts, test_labels),
-        samples(edge_tr, [target] * len(edge_tr)), samples(edge_te, [target] * len(edge_te)), target,
+        "twitter",
+        samples(texts, [y for u in chosen for y in train[u][1]]),
+        clients,
+        samples(test_texts, test_labels),
+        samples(edge_tr, [target] * len(edge_tr)),
+        samples(edge_te, [target] * len(edge_te)),
+        target,
         lambda: LSTMClassifier(embeddings, m["hidden"], m["layers"]),
-        info={"train": len(texts), "test": len(test_texts), "vocabulary": len(index),
-              "oov_rate": _oov_rate(texts, index)})
+        info={
+            "train": len(texts),
+            "test": len(test_texts),
+            "vocabulary": len(index),
+            "oov_rate": _oov_rate(texts, index),
+        },
+    )
 
 
 def _oov_rate(texts, index) -> float:
@@ -184,8 +206,10 @@ def _oov_rate(texts, index) -> float:
 def _trigger_column(d, n_features: int) -> int:
     col = d["trigger_feature"] - d["trigger_index_base"]
     if d["trigger_index_base"] not in (0, 1) or not 0 <= col < n_features:
-        raise ExperimentError(f"data.trigger_feature = {d['trigger_feature']} ({d['trigger_index_base']}-based) is "
-                              f"not one of the {n_features} feature columns")
+        raise ExperimentError(
+            f"data.trigger_feature = {d['trigger_feature']} ({d['trigger_index_base']}-based) is "
+            f"not one of the {n_features} feature columns"
+        )
     return col
 
 
@@ -203,15 +227,26 @@ def _tabular_task(cfg, clients_x, clients_y, x_test, y_test, trigger, feature_na
     bd_tr, bd_te = poisoned(x_pool, y_pool), poisoned(x_test, y_test)
     trigger_values, counts = np.unique(x_pool[:, trigger], return_counts=True)
     return FederatedTask(
-        cfg["task"], _tensor_samples(x_pool, y_pool), _client_ranges([len(y) for y in clients_y]),
-        _tensor_samples(x_test, y_test), _tensor_samples(bd_tr, np.full(len(bd_tr), benign)),
-        _tensor_samples(bd_te, np.full(len(bd_te), benign)), benign,
+        cfg["task"],
+        _tensor_samples(x_pool, y_pool),
+        _client_ranges([len(y) for y in clients_y]),
+        _tensor_samples(x_test, y_test),
+        _tensor_samples(bd_tr, np.full(len(bd_tr), benign)),
+        _tensor_samples(bd_te, np.full(len(bd_te), benign)),
+        benign,
         partial(MLP, x_pool.shape[1], tuple(cfg["model"]["hidden"])),
-        info={"train": len(y_pool), "test": len(y_test), "backdoor_train": len(bd_tr), "backdoor_test": len(bd_te),
-              "trigger_column": trigger, "trigger_name": feature_names[trigger],
-              # share of training rows at the trigger column's most common value (0 before standardising)
-              "trigger_mode_value": float(trigger_values[counts.argmax()]),
-              "trigger_mode_share_train": float(counts.max() / len(y_pool))})
+        info={
+            "train": len(y_pool),
+            "test": len(y_test),
+            "backdoor_train": len(bd_tr),
+            "backdoor_test": len(bd_te),
+            "trigger_column": trigger,
+            "trigger_name": feature_names[trigger],
+            # share of training rows at the trigger column's most common value (0 before standardising)
+            "trigger_mode_value": float(trigger_values[counts.argmax()]),
+            "trigger_mode_share_train": float(counts.max() / len(y_pool)),
+        },
+    )
 
 
 def _split_table(cfg, rng, x, y):
@@ -222,8 +257,11 @@ def _split_table(cfg, rng, x, y):
     x_tr, x_te = tabular.standardise(x[tr], x[te]) if d["standardise"] else (x[tr], x[te])
     y_tr = y[tr]
     n_clients = cfg["federation"]["n_clients"]
-    parts = (partition.dirichlet_partition(y_tr, n_clients, d["dirichlet_alpha"], rng) if d["dirichlet_alpha"]
-             else partition.iid_partition(len(y_tr), n_clients, rng))
+    parts = (
+        partition.dirichlet_partition(y_tr, n_clients, d["dirichlet_alpha"], rng)
+        if d["dirichlet_alpha"]
+        else partition.iid_partition(len(y_tr), n_clients, rng)
+    )
     return [x_tr[p] for p in parts], [y_tr[p] for p in parts], x_te, y[te]
 
 
@@ -233,18 +271,31 @@ def build_phishing(cfg, rng: np.random.Generator) -> FederatedTask:
     trigger = _trigger_column(d, n)
     if d["source"] == "synthetic":
         xs, ys, x_te, y_te = tabular.synthetic_phishing(
-            rng, n_clients=cfg["federation"]["n_clients"], samples_per_client=d["samples_per_client"],
-            n_test=d["n_test"], n_features=n, trigger=trigger, trigger_nonzero=d["trigger_nonzero"],
-            signal=d["signal"], heterogeneity=d["heterogeneity"])
+            rng,
+            n_clients=cfg["federation"]["n_clients"],
+            samples_per_client=d["samples_per_client"],
+            n_test=d["n_test"],
+            n_features=n,
+            trigger=trigger,
+            trigger_nonzero=d["trigger_nonzero"],
+            signal=d["signal"],
+            heterogeneity=d["heterogeneity"],
+        )
         names = [f"x{i}" for i in range(n)]
     elif d["source"] == "table":
         if not d["path"]:
             raise ExperimentError("data.source = 'table' needs data.path (a CSV or Parquet file): --data PATH")
         if not Path(d["path"]).expanduser().is_file():
-            raise DataMissing("the phishing table", [f"a CSV/Parquet file with {n} numeric features and the "
-                                                      f"label column {d['label_column']!r}"], [d["path"]],
-                              ["--data PATH to your table", "--set data.source='synthetic' (the Eq. 6 stand-in)",
-                               "the spambase task (a real e-mail stand-in)"])
+            raise DataMissing(
+                "the phishing table",
+                [f"a CSV/Parquet file with {n} numeric features and the label column {d['label_column']!r}"],
+                [d["path"]],
+                [
+                    "--data PATH to your table",
+                    "--set data.source='synthetic' (the Eq. 6 stand-in)",
+                    "the spambase task (a real e-mail stand-in)",
+                ],
+            )
         x, y, names = tabular.read_table(Path(d["path"]).expanduser(), label=d["label_column"], n_features=n)
         xs, ys, x_te, y_te = _split_table(cfg, rng, x, y)
     else:
@@ -260,8 +311,7 @@ def build_spambase(cfg, rng: np.random.Generator) -> FederatedTask:
     return _tabular_task(cfg, xs, ys, x_te, y_te, trigger, names)
 
 
-BUILDERS = {"cifar10": build_cifar10, "twitter": build_twitter, "phishing": build_phishing,
-            "spambase": build_spambase}
+BUILDERS = {"cifar10": build_cifar10, "twitter": build_twitter, "phishing": build_phishing, "spambase": build_spambase}
 
 
 def build_task(cfg, seed: int) -> FederatedTask:

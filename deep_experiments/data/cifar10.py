@@ -53,8 +53,10 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     data = entry.get(b"data", entry.get("data"))
     labels = entry.get(b"labels", entry.get("labels"))
     if not isinstance(data, np.ndarray) or labels is None:
-        raise ExperimentError(f"{path}: a CIFAR-10 batch holds b'data' (N, 3072 uint8) and b'labels'; keys found: "
-                              f"{sorted(map(str, entry))}")
+        raise ExperimentError(
+            f"{path}: a CIFAR-10 batch holds b'data' (N, 3072 uint8) and b'labels'; keys found: "
+            f"{sorted(map(str, entry))}"
+        )
     labels = np.asarray(labels, dtype=np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
         raise ExperimentError(
@@ -76,8 +78,9 @@ def load_cifar10(root, *, strict: bool = False, download_to=None):
     searched = [Path(root).expanduser()] if root else []
     folder = _locate(root) if root else None
     if folder is None and download_to is not None:
-        archive = download(ARCHIVE_URL, Path(download_to) / "cifar-10-python.tar.gz", algorithm="md5",
-                           expected=ARCHIVE_MD5)
+        archive = download(
+            ARCHIVE_URL, Path(download_to) / "cifar-10-python.tar.gz", algorithm="md5", expected=ARCHIVE_MD5
+        )
         with tarfile.open(archive) as tar:
             tar.extractall(Path(download_to), filter="data")
         folder = _locate(download_to)
@@ -115,7 +118,7 @@ def preprocess(images: torch.Tensor, *, augment: bool, generator: torch.Generato
         oy = torch.randint(0, 9, (n,), generator=generator, device="cpu").to(dev)
         ox = torch.randint(0, 9, (n,), generator=generator, device="cpu").to(dev)
         flip = torch.rand(n, generator=generator, device="cpu").to(dev) < 0.5
-        rows = (oy[:, None] + torch.arange(h, device=dev)[None, :])  # (n, h)
+        rows = oy[:, None] + torch.arange(h, device=dev)[None, :]  # (n, h)
         cols = ox[:, None] + torch.arange(w, device=dev)[None, :]
         cols = torch.where(flip[:, None], cols.flip(1), cols)
         idx_n = torch.arange(n, device=dev)[:, None, None]

@@ -75,10 +75,16 @@ def southwest_images(split: str, folder=None, *, download_to=None, verify: bool 
     """Southwest airplane photos as uint8 NHWC (784 train / 196 test in the published files)."""
     path = edge_case_file(f"southwest_images_new_{split}.pkl", folder, download_to=download_to, verify=verify)
     images = safe_load(path.read_bytes())
-    if not (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4
-            and images.shape[1:] == (32, 32, 3)):
-        raise ExperimentError(f"{path}: expected a pickled uint8 array (N, 32, 32, 3), got "
-                              f"{getattr(images, 'dtype', type(images).__name__)} {getattr(images, 'shape', '')}")
+    if not (
+        isinstance(images, np.ndarray)
+        and images.dtype == np.uint8
+        and images.ndim == 4
+        and images.shape[1:] == (32, 32, 3)
+    ):
+        raise ExperimentError(
+            f"{path}: expected a pickled uint8 array (N, 32, 32, 3), got "
+            f"{getattr(images, 'dtype', type(images).__name__)} {getattr(images, 'shape', '')}"
+        )
     return images
 
 

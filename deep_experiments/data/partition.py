@@ -7,8 +7,9 @@ import numpy as np
 from ..errors import ExperimentError
 
 
-def dirichlet_partition(labels: np.ndarray, n_clients: int, alpha: float, rng: np.random.Generator,
-                        min_size: int = 1) -> list[np.ndarray]:
+def dirichlet_partition(
+    labels: np.ndarray, n_clients: int, alpha: float, rng: np.random.Generator, min_size: int = 1
+) -> list[np.ndarray]:
     """Per class, split its indices over clients with proportions ~ Dirichlet(alpha).
 
     Redrawn until every client has at least ``min_size`` samples (the usual practice of
@@ -29,8 +30,10 @@ def dirichlet_partition(labels: np.ndarray, n_clients: int, alpha: float, rng: n
         out = [np.sort(np.concatenate(p)) for p in parts]
         if min(len(p) for p in out) >= min_size:
             return out
-    raise ExperimentError(f"no Dirichlet({alpha}) split gave every client {min_size} samples in 1000 draws; "
-                          f"raise alpha or lower the number of clients")
+    raise ExperimentError(
+        f"no Dirichlet({alpha}) split gave every client {min_size} samples in 1000 draws; "
+        f"raise alpha or lower the number of clients"
+    )
 
 
 def iid_partition(n: int, n_clients: int, rng: np.random.Generator) -> list[np.ndarray]:

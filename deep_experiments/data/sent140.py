@@ -91,8 +91,10 @@ def load_glove(path, dim: int, vocabulary=None) -> dict[str, np.ndarray]:
             "GloVe vectors",
             [f"a GloVe text file with {dim}-d vectors (.txt or .zip), e.g. glove.840B.300d.zip"],
             [path] if path else [],
-            ["--set data.glove=PATH (from https://nlp.stanford.edu/projects/glove/)",
-             "the phishing or spambase tasks, which need no download"],
+            [
+                "--set data.glove=PATH (from https://nlp.stanford.edu/projects/glove/)",
+                "the phishing or spambase tasks, which need no download",
+            ],
         )
     wanted = None if vocabulary is None else set(vocabulary)
     vectors: dict[str, np.ndarray] = {}
@@ -101,8 +103,10 @@ def load_glove(path, dim: int, vocabulary=None) -> dict[str, np.ndarray]:
         if len(fields) < dim + 1:
             if not line.strip():
                 continue
-            raise ExperimentError(f"{path}:{lineno}: {len(fields)} fields, expected a token and {dim} numbers; "
-                                  f"is data.embedding_dim right?")
+            raise ExperimentError(
+                f"{path}:{lineno}: {len(fields)} fields, expected a token and {dim} numbers; "
+                f"is data.embedding_dim right?"
+            )
         token = " ".join(fields[:-dim])
         if wanted is not None and token not in wanted:
             continue

@@ -50,8 +50,9 @@ def read_table(path, *, label: str, n_features: int | None, label_map: dict | No
     path = Path(path)
     header, rows = _read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else _read_csv(path)
     if label not in header:
-        raise ExperimentError(f"{path}: no label column {label!r}; columns are {header[:8]}...; "
-                              f"set data.label_column to the label's name")
+        raise ExperimentError(
+            f"{path}: no label column {label!r}; columns are {header[:8]}...; set data.label_column to the label's name"
+        )
     li = header.index(label)
     names = [h for i, h in enumerate(header) if i != li]
     if n_features is not None and len(names) != n_features:
@@ -91,8 +92,11 @@ def spambase_path(given=None) -> Path:
         "UCI Spambase",
         ["spambase.csv (57 numeric columns and the label column 'type': spam / nonspam)"],
         candidates,
-        ["--data PATH to spambase.csv or its folder", f"the environment variable {SPAMBASE_ENV_VAR}=PATH",
-         "the synthetic phishing task (python -m deep_experiments run phishing ...)"],
+        [
+            "--data PATH to spambase.csv or its folder",
+            f"the environment variable {SPAMBASE_ENV_VAR}=PATH",
+            "the synthetic phishing task (python -m deep_experiments run phishing ...)",
+        ],
     )
 
 
@@ -101,9 +105,18 @@ def load_spambase(given=None):
     return read_table(spambase_path(given), label="type", n_features=57, label_map={"spam": 1, "nonspam": 0})
 
 
-def synthetic_phishing(rng: np.random.Generator, *, n_clients: int, samples_per_client: int, n_test: int,
-                       n_features: int = PHISHING_FEATURES, trigger: int = 37, trigger_nonzero: float = 0.05,
-                       signal: float = 0.25, heterogeneity: float = 0.25):
+def synthetic_phishing(
+    rng: np.random.Generator,
+    *,
+    n_clients: int,
+    samples_per_client: int,
+    n_test: int,
+    n_features: int = PHISHING_FEATURES,
+    trigger: int = 37,
+    trigger_nonzero: float = 0.05,
+    signal: float = 0.25,
+    heterogeneity: float = 0.25,
+):
     """Per-client data from Eq. 6's Gaussian model (non-iid means), with one trigger feature.
 
     The trigger column has mean 0 for every client and is kept on a ``trigger_nonzero`` share of
@@ -114,8 +127,15 @@ def synthetic_phishing(rng: np.random.Generator, *, n_clients: int, samples_per_
 
     if not 0 <= trigger < n_features:
         raise ExperimentError(f"trigger feature {trigger} is not a column index in [0, {n_features})")
-    model = GaussianDataModel.with_trigger(n_clients=n_clients, n_malicious=0, n_features=n_features,
-                                           trigger_mu=1.0, rng=rng, signal=signal, heterogeneity=heterogeneity)
+    model = GaussianDataModel.with_trigger(
+        n_clients=n_clients,
+        n_malicious=0,
+        n_features=n_features,
+        trigger_mu=1.0,
+        rng=rng,
+        signal=signal,
+        heterogeneity=heterogeneity,
+    )
     order = [i for i in range(n_features - 1)]
     order.insert(trigger, n_features - 1)  # move the model's trigger (its last feature) to ``trigger``
     x, y = model.sample(rng, samples_per_client + -(-n_test // n_clients))

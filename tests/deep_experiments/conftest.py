@@ -5,8 +5,9 @@ import pytest
 from deep_experiments import fixtures
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
-needs_shared = pytest.mark.skipif(not (SHARED / "edge_case").is_dir(),
-                                  reason=f"the workspace's real data ({SHARED}) is absent")
+needs_shared = pytest.mark.skipif(
+    not (SHARED / "edge_case").is_dir(), reason=f"the workspace's real data ({SHARED}) is absent"
+)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,13 @@
 from deep_experiments.cli import main, parser, run_config
 
 TINY_PHISHING = [
-    "federation.n_clients=10", "federation.clients_per_round=5", "federation.rounds=4", "federation.eval_every=2",
-    "data.samples_per_client=40", "data.n_test=200", "runtime.progress=false",
+    "federation.n_clients=10",
+    "federation.clients_per_round=5",
+    "federation.rounds=4",
+    "federation.eval_every=2",
+    "data.samples_per_client=40",
+    "data.n_test=200",
+    "runtime.progress=false",
 ]
 
 

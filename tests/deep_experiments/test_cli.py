@@ -21,8 +21,24 @@ SETS = [a for s in TINY_PHISHING for a in ("--set", s)]
 
 def test_run_writes_summary_records_and_config(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "deep_experiments", "run", "phishing", "--defence", "invariant", "--scale", "small",
-           "--seed", "3", "--out", str(out), "--param", "tau=0.4", *SETS]
+    cmd = [
+        sys.executable,
+        "-m",
+        "deep_experiments",
+        "run",
+        "phishing",
+        "--defence",
+        "invariant",
+        "--scale",
+        "small",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--param",
+        "tau=0.4",
+        *SETS,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "summary.json").read_text())
@@ -43,14 +59,17 @@ def test_run_writes_summary_records_and_config(tmp_path):
     assert (out / "checkpoint.pt").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--defence", "nope"], "unknown defence 'nope'; choose one of .*invariant.*no_attack"),
-    (["--defence", "invariant", "--param", "tau=2"], "tau"),
-    (["--defence", "krum", "--param", "f=9"], "2f \\+ 3"),
-    (["--defence", "fedavg", "--set", "federation.n_client=3"], "unknown setting 'federation.n_client'"),
-    (["--defence", "fedavg", "--set", "train.lr='fast'"], "'train.lr' must be a float"),
-    (["--defence", "fedavg", "--set", "data.trigger_feature=46"], "trigger_feature = 46"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--defence", "nope"], "unknown defence 'nope'; choose one of .*invariant.*no_attack"),
+        (["--defence", "invariant", "--param", "tau=2"], "tau"),
+        (["--defence", "krum", "--param", "f=9"], "2f \\+ 3"),
+        (["--defence", "fedavg", "--set", "federation.n_client=3"], "unknown setting 'federation.n_client'"),
+        (["--defence", "fedavg", "--set", "train.lr='fast'"], "'train.lr' must be a float"),
+        (["--defence", "fedavg", "--set", "data.trigger_feature=46"], "trigger_feature = 46"),
+    ],
+)
 def test_bad_input_exits_2_with_one_clear_error(tmp_path, capsys, argv, message):
     assert main(["run", "phishing", "--out", str(tmp_path), *SETS, *argv]) == 2
     err = capsys.readouterr().err
@@ -80,11 +99,16 @@ def test_user_table_runs_through_the_schema_check(tmp_path):
     y = (x[:, :5].sum(1) > 0).astype(int)
     x[:, 37] *= rng.random(400) < 0.05
     path = tmp_path / "mine.csv"
-    path.write_text("\n".join([",".join([f"f{i}" for i in range(45)] + ["label"])]
-                              + [",".join(map(str, [*row, lab])) for row, lab in zip(x, y, strict=True)]))
+    path.write_text(
+        "\n".join(
+            [",".join([f"f{i}" for i in range(45)] + ["label"])]
+            + [",".join(map(str, [*row, lab])) for row, lab in zip(x, y, strict=True)]
+        )
+    )
     sets = [a for s in TINY_PHISHING if not s.startswith("data.") for a in ("--set", s)]
-    assert main(["run", "phishing", "--defence", "median", "--out", str(tmp_path / "o"), "--data", str(path),
-                 *sets]) == 0
+    assert (
+        main(["run", "phishing", "--defence", "median", "--out", str(tmp_path / "o"), "--data", str(path), *sets]) == 0
+    )
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["data"]["train"] == 320 and summary["data"]["trigger_column"] == 37
 
@@ -106,8 +130,12 @@ def test_packaged_configurations_follow_the_settings(path):
     fed = cfg["federation"]
     assert cfg["train"]["batch_size"] == 64 and cfg["train"]["local_epochs"] == 1 and fed["server_lr"] == 1.0
     if cfg["scale"] == "paper":
-        expected = {"cifar10": (100, 20, 0.2, 300), "twitter": (100, 15, 0.1, 500), "phishing": (100, 20, 0.2, 50),
-                    "spambase": (100, 20, 0.2, 50)}[cfg["task"]]
+        expected = {
+            "cifar10": (100, 20, 0.2, 300),
+            "twitter": (100, 15, 0.1, 500),
+            "phishing": (100, 20, 0.2, 50),
+            "spambase": (100, 20, 0.2, 50),
+        }[cfg["task"]]
         assert (fed["n_clients"], fed["clients_per_round"], fed["malicious_fraction"], fed["rounds"]) == expected
     # the attack's label conventions (Southwest -> truck, Lanthimos -> negative)
     conventions = {"cifar10": edge_case.SOUTHWEST_LABEL, "twitter": edge_case.LANTHIMOS_LABEL}
@@ -121,11 +149,16 @@ def test_packaged_configurations_follow_the_settings(path):
 
 def test_defence_defaults_in_a_config_are_checked_by_the_rule_not_the_schema(tmp_path, capsys):
     sets = [*SETS, "--set", "federation.rounds=1"]
-    assert main(["run", "phishing", "--defence", "krum", "--out", str(tmp_path), *sets,
-                 "--set", "defences.krum.f=1"]) == 0
+    assert (
+        main(["run", "phishing", "--defence", "krum", "--out", str(tmp_path), *sets, "--set", "defences.krum.f=1"]) == 0
+    )
     assert json.loads((tmp_path / "summary.json").read_text())["config"]["defence"]["params"] == {"f": 1}
-    assert main(["run", "phishing", "--defence", "krum", "--out", str(tmp_path / "b"), *sets,
-                 "--set", "defences.krum.f=-1"]) == 2
+    assert (
+        main(
+            ["run", "phishing", "--defence", "krum", "--out", str(tmp_path / "b"), *sets, "--set", "defences.krum.f=-1"]
+        )
+        == 2
+    )
     assert "f" in capsys.readouterr().err
 
 
@@ -135,8 +168,9 @@ def test_table_is_mean_and_standard_error_over_seeds(tmp_path):
         for seed, (m, b) in enumerate(runs):
             folder = tmp_path / defence / f"seed{seed}"
             folder.mkdir(parents=True)
-            (folder / "summary.json").write_text(json.dumps(
-                {"task": "phishing", "defence": defence, "seed": seed, "acc_m": m, "acc_b": b, "rounds": 50}))
+            (folder / "summary.json").write_text(
+                json.dumps({"task": "phishing", "defence": defence, "seed": seed, "acc_m": m, "acc_b": b, "rounds": 50})
+            )
     rows = report.table(report.load_summaries([tmp_path]))
     assert [r["row"] for r in rows] == ["FedAvg", "Ours"]
     for row in rows:
@@ -149,8 +183,21 @@ def test_table_is_mean_and_standard_error_over_seeds(tmp_path):
 
 
 def test_table1_runs_every_row_and_resumes(tmp_path, capsys):
-    argv = ["table1", "phishing", "--seeds", "0", "1", "--defences", "fedavg", "no_attack", "--out", str(tmp_path),
-            *SETS, "--set", "federation.rounds=2"]
+    argv = [
+        "table1",
+        "phishing",
+        "--seeds",
+        "0",
+        "1",
+        "--defences",
+        "fedavg",
+        "no_attack",
+        "--out",
+        str(tmp_path),
+        *SETS,
+        "--set",
+        "federation.rounds=2",
+    ]
     assert main(argv) == 0
     first = (tmp_path / "fedavg" / "seed1" / "summary.json").read_text()
     assert main(argv) == 0  # finished runs are kept, not recomputed

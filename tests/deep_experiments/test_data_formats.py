@@ -30,8 +30,10 @@ def test_safe_pickle_refuses_code_execution():
         safe_load(pickle.dumps(_Evil()))
 
 
-@given(hnp.arrays(st.sampled_from([np.uint8, np.int64, np.float32]), hnp.array_shapes(max_dims=4, max_side=5)),
-       st.integers(2, 5))
+@given(
+    hnp.arrays(st.sampled_from([np.uint8, np.int64, np.float32]), hnp.array_shapes(max_dims=4, max_side=5)),
+    st.integers(2, 5),
+)
 def test_safe_pickle_round_trips_numpy_arrays(array, protocol):
     back = safe_load(pickle.dumps({b"data": array, b"labels": [1, 2]}, protocol=protocol))
     np.testing.assert_array_equal(back[b"data"], array)
@@ -91,8 +93,9 @@ def test_augmentation_is_a_padded_crop_or_its_mirror(seed):
     gen = torch.Generator().manual_seed(seed)
     images = torch.randint(1, 256, (3, 32, 32, 3), dtype=torch.uint8)
     out = cifar10.preprocess(images, augment=True, generator=gen)
-    plain = torch.nn.functional.pad(cifar10.preprocess(images, augment=False), (4, 4, 4, 4),
-                                    value=float("nan"))  # padding marked as NaN before normalisation below
+    plain = torch.nn.functional.pad(
+        cifar10.preprocess(images, augment=False), (4, 4, 4, 4), value=float("nan")
+    )  # padding marked as NaN before normalisation below
     zero = cifar10.preprocess(torch.zeros(1, 32, 32, 3, dtype=torch.uint8), augment=False)[0, :, 0, 0]
     for i in range(3):
         found = False
@@ -211,8 +214,9 @@ def test_table_schema_checks(tmp_path):
     with pytest.raises(ExperimentError, match="44 feature columns"):
         tabular.read_table(_write_csv(tmp_path / "a.csv", header[1:], [[0] * 44 + [1]]), label="label", n_features=45)
     with pytest.raises(ExperimentError, match="NaN/Inf in row 2, column 'f3'"):
-        tabular.read_table(_write_csv(tmp_path / "b.csv", header, [[0] * 3 + ["nan"] + [0] * 41 + [1]]),
-                           label="label", n_features=45)
+        tabular.read_table(
+            _write_csv(tmp_path / "b.csv", header, [[0] * 3 + ["nan"] + [0] * 41 + [1]]), label="label", n_features=45
+        )
     with pytest.raises(ExperimentError, match="not binary"):
         tabular.read_table(_write_csv(tmp_path / "c.csv", header, [[0] * 45 + [2]]), label="label", n_features=45)
     with pytest.raises(ExperimentError, match="non-numeric"):
@@ -227,8 +231,9 @@ def test_spambase_loads_with_published_class_counts():
 
 def test_synthetic_phishing_trigger_column(tmp_path):
     rng = np.random.default_rng(0)
-    xs, ys, x_test, y_test = tabular.synthetic_phishing(rng, n_clients=20, samples_per_client=500, n_test=1000,
-                                                        trigger=37, trigger_nonzero=0.05)
+    xs, ys, x_test, y_test = tabular.synthetic_phishing(
+        rng, n_clients=20, samples_per_client=500, n_test=1000, trigger=37, trigger_nonzero=0.05
+    )
     x = np.concatenate(xs)
     assert x.shape == (10_000, 45) and x_test.shape == (1000, 45) and set(np.unique(y_test)) == {0, 1}
     nonzero = (x != 0).mean(0)

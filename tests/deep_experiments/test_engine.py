@@ -29,8 +29,17 @@ def test_server_step_with_one_client_reproduces_its_local_model(tmp_path):
     replay = run.task.make_model()
     replay.load_state_dict(run.model.state_dict())
     gen = torch.Generator().manual_seed(_seed_of(0, 4, 1, client))
-    local_train(replay, run.task, run.task.clients[client], cfg, gen, malicious=False, layout=run.layout,
-                anchor=run.layout.flatten(run.model), device=run.device)
+    local_train(
+        replay,
+        run.task,
+        run.task.clients[client],
+        cfg,
+        gen,
+        malicious=False,
+        layout=run.layout,
+        anchor=run.layout.flatten(run.model),
+        device=run.device,
+    )
     run.step()
     for name, p in run.model.named_parameters():
         assert not torch.equal(p, start[name])
@@ -80,8 +89,17 @@ def test_malicious_batches_hold_backdoor_per_batch_samples(tmp_path, k):
     spy = _Spy(run.task.make_model())
     gen = torch.Generator().manual_seed(1)
     col, value = run.task.info["trigger_column"], cfg["data"]["trigger_value"]
-    local_train(spy, run.task, run.task.clients[0], cfg, gen, malicious=True, layout=ia.ParameterLayout.of(spy),
-                anchor=ia.ParameterLayout.of(spy).flatten(spy), device=run.device)
+    local_train(
+        spy,
+        run.task,
+        run.task.clients[0],
+        cfg,
+        gen,
+        malicious=True,
+        layout=ia.ParameterLayout.of(spy),
+        anchor=ia.ParameterLayout.of(spy).flatten(spy),
+        device=run.device,
+    )
     clean_rows = sum(int((b[:, col] != value).sum()) for b in spy.batches)
     for b in spy.batches:
         assert int((b[:, col] == value).sum()) == k
@@ -92,8 +110,10 @@ def test_malicious_batches_hold_backdoor_per_batch_samples(tmp_path, k):
 @given(st.integers(0, 2**31 - 1), st.floats(0.01, 10))
 def test_projection_lands_on_the_ball_in_the_same_direction(seed, radius):
     gen = torch.Generator().manual_seed(seed)
-    anchor, point = torch.randn(50, generator=gen, dtype=torch.float64), torch.randn(50, generator=gen,
-                                                                                    dtype=torch.float64) * 3
+    anchor, point = (
+        torch.randn(50, generator=gen, dtype=torch.float64),
+        torch.randn(50, generator=gen, dtype=torch.float64) * 3,
+    )
     out = project_to_ball(point, anchor, radius)
     dist = torch.linalg.vector_norm(point - anchor)
     if dist <= radius:

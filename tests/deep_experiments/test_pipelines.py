@@ -12,8 +12,13 @@ from deep_experiments.models import LSTMClassifier, ResNet18, load_pretrained
 from .conftest import SHARED, needs_shared
 from .helpers import config
 
-FED = ["federation.n_clients=6", "federation.clients_per_round=3", "federation.rounds=2", "federation.eval_every=1",
-       "runtime.progress=false"]
+FED = [
+    "federation.n_clients=6",
+    "federation.clients_per_round=3",
+    "federation.rounds=2",
+    "federation.eval_every=1",
+    "runtime.progress=false",
+]
 
 
 def _edge(data_root):
@@ -22,8 +27,12 @@ def _edge(data_root):
 
 @pytest.mark.parametrize("attack", ["edge_case", "pixel_pattern"])
 def test_cifar10_pipeline(tmp_path, data_root, attack):
-    cfg = config("cifar10", "invariant", data=data_root,
-                 sets=[*FED, "model.width=8", f"attack.kind='{attack}'", "attack.pgd_eps=5.0", *_edge(data_root)])
+    cfg = config(
+        "cifar10",
+        "invariant",
+        data=data_root,
+        sets=[*FED, "model.width=8", f"attack.kind='{attack}'", "attack.pgd_eps=5.0", *_edge(data_root)],
+    )
     summary = Run(cfg, tmp_path).run()
     records = json.loads((tmp_path / "records.json").read_text())
     assert [r["round"] for r in records] == [1, 2]
@@ -40,16 +49,24 @@ def test_cifar10_pipeline(tmp_path, data_root, attack):
 
 @needs_shared
 def test_cifar10_pipeline_with_the_real_southwest_images(tmp_path, data_root):
-    cfg = config("cifar10", "fedavg", data=data_root,
-                 sets=[*FED, "model.width=4", "federation.rounds=1", f"attack.edge_case_dir='{SHARED / 'edge_case'}'"])
+    cfg = config(
+        "cifar10",
+        "fedavg",
+        data=data_root,
+        sets=[*FED, "model.width=4", "federation.rounds=1", f"attack.edge_case_dir='{SHARED / 'edge_case'}'"],
+    )
     summary = Run(cfg, tmp_path).run()
     assert summary["data"]["backdoor_train"] == 784 and summary["data"]["backdoor_test"] == 196
 
 
 @pytest.mark.parametrize("glove", ["glove.txt", "glove.zip"])
 def test_twitter_pipeline(tmp_path, data_root, glove):
-    cfg = config("twitter", "foolsgold", data=data_root / "leaf",
-                 sets=[*FED, f"data.glove='{data_root / glove}'", *_edge(data_root)])
+    cfg = config(
+        "twitter",
+        "foolsgold",
+        data=data_root / "leaf",
+        sets=[*FED, f"data.glove='{data_root / glove}'", *_edge(data_root)],
+    )
     run = Run(cfg, tmp_path)
     assert run.layout.numel == sum(p.numel() for n, p in run.model.named_parameters() if not n.startswith("embedding"))
     lstm = run.model.lstm
