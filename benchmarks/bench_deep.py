@@ -17,24 +17,18 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from deep_experiments import fixtures
-from deep_experiments.cli import parser, run_config
-from deep_experiments.config import resolve
+from deep_experiments import Run, fixtures, load_config, run_config
 from deep_experiments.defences import TABLE1_ROWS
-from deep_experiments.engine import PHASES, Run
+from deep_experiments.engine import PHASES
 
 
 def measure(task, data, sets, rounds, device, scale="small", defence="invariant", warmup=1):
-    argv = ["run", task, "--defence", defence, "--out", "unused", "--device", device, "--scale", scale]
-    if data:
-        argv += ["--data", str(data)]
-    for s in [*sets, f"federation.rounds={rounds + warmup}", "federation.eval_every=1", "runtime.progress=false"]:
-        argv += ["--set", s]
-    cfg = run_config(parser().parse_args(argv), task, defence, 0)
+    overrides = [*sets, f"federation.rounds={rounds + warmup}", "federation.eval_every=1", "runtime.progress=false"]
+    cfg = run_config(load_config(task, scale, overrides=overrides), defence, seed=0, data=data, device=device)
     with tempfile.TemporaryDirectory() as out:
         run = Run(cfg, out)
         times = [run.step() for _ in range(rounds + warmup)][warmup:]
-    configured = resolve(task, scale)["federation"]  # the measured run overrides rounds and eval_every
+    configured = load_config(task, scale)["federation"]  # the measured run overrides rounds and eval_every
     return {k: statistics.median(t[k] for t in times) for k in PHASES} | {
         "params": run.layout.numel,
         "clients_per_round": cfg["federation"]["clients_per_round"],

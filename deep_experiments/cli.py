@@ -1,4 +1,8 @@
-"""Command line: ``python -m deep_experiments {run, table1, table, config}``."""
+"""Command line: ``python -m deep_experiments {run, table1, table, config}``.
+
+The only module that parses arguments: each command translates its flags into calls of the
+programmatic entry points (:func:`deep_experiments.load_config`, :func:`deep_experiments.run`,
+:mod:`deep_experiments.results`)."""
 
 from __future__ import annotations
 
@@ -6,10 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import report
-from .config import SCALES, packaged_path, parse_assignment, resolve
-from .defences import TABLE1_ROWS, defence_names, resolve_defence
-from .engine import SUMMARY, Run
+from . import api, results
+from .config import SCALES, load_config, parse_assignment, render
+from .defences import TABLE1_ROWS, defence_names
 from .errors import ExperimentError
 from .tasks import TASKS
 
@@ -22,45 +25,35 @@ EPILOG = """examples:
 """
 
 
-def _task_overrides(task: str, args) -> list[str]:
-    sets = list(args.set or [])
-    if args.data:
-        key = {"cifar10": "data.root", "twitter": "data.root", "spambase": "data.path"}.get(task)
-        if task == "phishing":
-            sets[:0] = ['data.source="table"', f"data.path={_quote(args.data)}"]
-        else:
-            sets.insert(0, f"{key}={_quote(args.data)}")
-    if args.download:
-        if task not in ("cifar10", "twitter"):
-            raise ExperimentError(f"--download: the {task} task has nothing to download")
-        sets.insert(0, "data.download=true")
-    if args.device:
-        sets.append(f"runtime.device={_quote(args.device)}")
-    return sets
-
-
-def _quote(text: str) -> str:
-    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _params(assignments) -> dict:
     return dict(parse_assignment(a, "--param") for a in assignments or [])
 
 
-def run_config(args, task: str, defence: str, seed: int) -> dict:
-    cfg = resolve(task, args.scale, args.config, _task_overrides(task, args))
-    cfg["seed"] = seed
-    cfg["defence"] = resolve_defence(defence, _params(getattr(args, "param", None)), cfg, seed)
-    return cfg
+def _base_config(args, task: str) -> dict:
+    return load_config(task, args.scale, config_file=args.config, overrides=list(args.set or []))
+
+
+def _run(args, base: dict, defence: str, seed: int, out) -> dict:
+    return api.run(
+        base,
+        defence,
+        seed=seed,
+        out=out,
+        params=_params(getattr(args, "param", None)),
+        data=args.data,
+        download=args.download,
+        device=args.device,
+        restart=args.restart,
+        progress=not args.no_progress,
+    )
 
 
 def cmd_run(args) -> int:
-    cfg = run_config(args, args.task, args.defence, args.seed)
-    summary = Run(cfg, args.out, restart=args.restart).run(progress=not args.no_progress)
+    summary = _run(args, _base_config(args, args.task), args.defence, args.seed, args.out)
     print(
         f"{args.task} / {args.defence} / seed {args.seed}: Acc_M = {summary['acc_m']:.4f}, "
         f"Acc_B = {summary['acc_b']:.4f} after {summary['rounds']} rounds, {summary['seconds']:.1f} s "
-        f"-> {Path(args.out) / SUMMARY}"
+        f"-> {results.run_file(args.out, results.SUMMARY)}"
     )
     return 0
 
@@ -68,34 +61,34 @@ def cmd_run(args) -> int:
 def cmd_table1(args) -> int:
     defences = args.defences or list(TABLE1_ROWS.values())
     out = Path(args.out)
+    base = _base_config(args, args.task)
     for defence in defences:
         for seed in args.seeds:
             folder = out / defence / f"seed{seed}"
-            if (folder / SUMMARY).exists() and not args.restart:
+            if results.is_finished(folder) and not args.restart:
                 continue  # finished earlier: an interrupted table resumes where it stopped
-            cfg = run_config(args, args.task, defence, seed)
-            s = Run(cfg, folder, restart=args.restart).run(progress=not args.no_progress)
+            s = _run(args, base, defence, seed, folder)
             print(
                 f"{defence:>18} seed {seed}: Acc_M {s['acc_m']:.3f}  Acc_B {s['acc_b']:.3f}  ({s['seconds']:.1f} s)",
                 flush=True,
             )
-    rows = report.table(report.load_summaries([out]))
-    paths = report.write_table(rows, out / "table")
-    print(report.to_markdown(rows))
+    rows = results.table(results.load_summaries([out]))
+    paths = results.write_table(rows, out / results.TABLE)
+    print(results.to_markdown(rows))
     print("written:", ", ".join(map(str, paths)))
     return 0
 
 
 def cmd_table(args) -> int:
-    rows = report.table(report.load_summaries(args.folders))
-    print(report.to_markdown(rows))
+    rows = results.table(results.load_summaries(args.folders))
+    print(results.to_markdown(rows))
     if args.out:
-        print("written:", ", ".join(map(str, report.write_table(rows, args.out))))
+        print("written:", ", ".join(map(str, results.write_table(rows, args.out))))
     return 0
 
 
 def cmd_config(args) -> int:
-    sys.stdout.write(packaged_path(args.task, args.scale).read_text())
+    sys.stdout.write(render(args.task, args.scale))
     return 0
 
 

@@ -1,9 +1,17 @@
-"""Run configurations: packaged TOML files per task and scale, a user's copy, overrides.
+"""Run configurations: packaged TOML layers, a user's copy, overrides.
 
-``configs/<task>-<scale>.toml`` holds every setting with a comment. A user copies one, edits
-it and passes ``--config FILE``; ``--set section.key=value`` overrides single values. Keys
-and types are checked against the packaged file of the same task, so a typo is an error,
-not a silently ignored setting.
+Each setting is written once. The packaged layers, in order:
+
+* ``configs/defences.toml`` — every defence's default hyperparameters;
+* ``configs/<task>.toml`` — the task at the paper's settings, every setting with a comment
+  (and any defence default that differs for this task);
+* ``configs/<task>-<scale>.toml`` — only what the scale changes, with why.
+
+:func:`render` prints the resolved layers as one commented file (``python -m deep_experiments
+config TASK --scale S``); a user copies it, edits it and passes ``--config FILE``; overrides
+(``--set section.key=value``) change single values. Keys and types are checked against the
+packaged configuration of the same task and scale, so a typo is an error, not a silently
+ignored setting.
 """
 
 from __future__ import annotations
@@ -11,6 +19,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -26,12 +36,25 @@ from .tasks import TASKS
 SCALES = ("small", "paper")
 
 
-def packaged_path(task: str, scale: str) -> Path:
+def _configs() -> Path:
+    return Path(str(resources.files(__package__) / "configs"))
+
+
+def packaged_layers(task: str, scale: str) -> list[Path]:
+    """The packaged files of a task at a scale, in the order they apply."""
     if task not in TASKS:
         raise ExperimentError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     if scale not in SCALES:
         raise ExperimentError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
-    return Path(str(resources.files(__package__) / "configs" / f"{task}-{scale}.toml"))
+    return [_configs() / "defences.toml", _configs() / f"{task}.toml", _configs() / f"{task}-{scale}.toml"]
+
+
+def packaged(task: str, scale: str = "small") -> dict:
+    """The packaged configuration of a task at a scale (the layers merged, nothing else)."""
+    cfg: dict = {}
+    for path in packaged_layers(task, scale):
+        cfg = _merge(cfg, _load(path))
+    return cfg
 
 
 def _load(path) -> dict:
@@ -86,29 +109,25 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def set_dotted(cfg: dict, assignment: str) -> None:
-    """Apply ``section.key=value`` in place."""
-    path, value = parse_assignment(assignment, "--set")
+def set_value(cfg: dict, path: str, value) -> None:
+    """Set the dotted setting ``path`` (``section.key``) to ``value`` in place."""
     keys = path.split(".")
     node = cfg
     for key in keys[:-1]:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
-            raise ExperimentError(f"--set {assignment!r}: {key!r} is a value, not a section")
+            raise ExperimentError(f"setting {path!r}: {key!r} is a value, not a section")
     node[keys[-1]] = value
 
 
-def resolve(task: str, scale: str = "small", config_file=None, overrides=()) -> dict:
-    """The full configuration of a run: packaged defaults <- user file <- ``--set`` overrides."""
-    schema = _load(packaged_path(task, scale))
-    cfg = copy.deepcopy(schema)
-    if config_file:
-        user = _load(config_file)
-        if user.get("task", task) != task:
-            raise ExperimentError(f"{config_file} is a configuration for task {user['task']!r}, not {task!r}")
-        cfg = _merge(cfg, user)
-    for assignment in overrides:
-        set_dotted(cfg, assignment)
+def set_dotted(cfg: dict, assignment: str) -> None:
+    """Apply ``section.key=value`` (a TOML literal) in place."""
+    path, value = parse_assignment(assignment, "--set")
+    set_value(cfg, path, value)
+
+
+def validate(cfg: dict, schema: dict) -> dict:
+    """Check every setting's name and type against ``schema`` (a packaged configuration)."""
     # [defences.*] may name any hyperparameter of a rule, in any type: the rule validates them
     _check_against(
         {k: v for k, v in schema.items() if k != "defences"}, {k: v for k, v in cfg.items() if k != "defences"}, ""
@@ -117,6 +136,150 @@ def resolve(task: str, scale: str = "small", config_file=None, overrides=()) -> 
         if not isinstance(params, dict):
             raise ExperimentError(f"defences.{name} must be a table of the rule's hyperparameters")
     return cfg
+
+
+def with_overrides(cfg: dict, overrides) -> dict:
+    """A validated copy of ``cfg`` with dotted overrides applied: a mapping ``{"federation.rounds": 5}``
+    of values, or an iterable of ``"section.key=value"`` strings (TOML literals)."""
+    out = copy.deepcopy(cfg)
+    if isinstance(overrides, Mapping):
+        for path, value in overrides.items():
+            set_value(out, path, value)
+    else:
+        for assignment in overrides or ():
+            set_dotted(out, assignment)
+    return validate(out, packaged(out["task"], out.get("scale", "small")))
+
+
+def resolve(task: str, scale: str = "small", config_file=None, overrides=()) -> dict:
+    """The full configuration of a run: packaged layers <- user file <- overrides."""
+    cfg = packaged(task, scale)
+    if config_file:
+        user = _load(config_file)
+        if user.get("task", task) != task:
+            raise ExperimentError(f"{config_file} is a configuration for task {user['task']!r}, not {task!r}")
+        cfg = _merge(cfg, user)
+    return with_overrides(validate(cfg, packaged(task, scale)), overrides)
+
+
+def load_config(task: str, scale: str = "small", *, config_file=None, overrides=None) -> dict:
+    """The resolved, validated configuration of ``task`` at ``scale``: the packaged layers, then
+    ``config_file`` (a user's copy of ``python -m deep_experiments config TASK``), then
+    ``overrides``, a mapping of dotted settings such as ``{"federation.rounds": 5}``.
+
+    >>> cfg = load_config("phishing", overrides={"federation.rounds": 5})
+    >>> cfg["federation"]["rounds"], cfg["scale"]
+    (5, 'small')
+    """
+    return resolve(task, scale, config_file, overrides or {})
+
+
+# --------------------------------------------------------------------------- the commented file
+def _comment_blocks(path: Path) -> dict[str, list[str]]:
+    """Comment lines above each group of settings, keyed by every dotted setting of the group
+    (a group: consecutive ``key = value`` lines under one comment) and by table names."""
+    blocks: dict[str, list[str]] = {}
+    table, pending, group, first = "", [], None, True
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if not stripped and first and pending:
+            blocks[""] = pending  # the file's own header comment
+        first = first and (not stripped or stripped.startswith("#"))
+        if stripped.startswith("#"):
+            pending.append(stripped)
+            group = None
+        elif stripped.startswith("["):
+            table = stripped.strip("[]").strip()
+            if pending:
+                blocks[table] = pending
+            pending, group = [], None
+        elif "=" in stripped:
+            key = f"{table}.{stripped.split('=', 1)[0].strip()}".lstrip(".")
+            if pending:
+                group, pending = pending, []
+            if group is not None:
+                blocks[key] = group
+        else:
+            pending, group = [], None
+    return blocks
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return {math.inf: "inf", -math.inf: "-inf"}.get(value, "nan" if value != value else repr(value))
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ExperimentError(f"cannot write {value!r} ({type(value).__name__}) as a TOML value")
+
+
+def render(task: str, scale: str = "small") -> str:
+    """The packaged configuration of ``task`` at ``scale`` as one TOML file, every setting with
+    its comment (the task's, then the scale's reason for changing it). It loads back to
+    :func:`packaged` exactly and can be passed as ``--config``."""
+    layers = packaged_layers(task, scale)
+    comments = [_comment_blocks(p) for p in layers]
+    cfg = packaged(task, scale)
+    names = ", ".join(f"configs/{p.name}" for p in layers)
+    out = [
+        f"# {task} at scale {scale!r}: the packaged settings resolved from {names}.",
+        "# Copy, edit and pass as --config FILE; --set section.key=value overrides one setting.",
+        "",
+    ]
+    shown: set[int] = set()
+
+    def emit_comment(key: str):
+        for block in comments:
+            lines = block.get(key)
+            if lines is not None and id(lines) not in shown:
+                shown.add(id(lines))
+                out.extend(lines)
+
+    def emit_table(name: str, table: dict):
+        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        if name:
+            out.append("")
+            emit_comment(name)
+            if scalars or not table:
+                out.append(f"[{name}]")
+        for key, value in scalars.items():
+            emit_comment(f"{name}.{key}".lstrip("."))
+            out.append(f"{key} = {_toml_value(value)}")
+        for key, value in table.items():
+            if isinstance(value, dict):
+                emit_table(f"{name}.{key}".lstrip("."), value)
+
+    emit_table("", {k: cfg[k] for k in ("task", "scale")})
+    emit_table("", {k: v for k, v in cfg.items() if k not in ("task", "scale", "defences")})
+    out.append("")
+    for block in comments:
+        if "" in block and "defences" in cfg and id(block[""]) not in shown:
+            shown.add(id(block[""]))
+            if any(k.startswith("defences.") for k in block):
+                out.extend(block[""])
+    emit_table("defences", cfg["defences"])
+    return "\n".join(out).replace("\n\n\n", "\n\n") + "\n"
+
+
+def uncommented_settings(task: str, scale: str = "small") -> list[str]:
+    """Dotted settings of the packaged configuration that no layer comments, neither the setting
+    (or its group) nor its table (should be none)."""
+    comments = [_comment_blocks(p) for p in packaged_layers(task, scale)]
+
+    def walk(table: dict, prefix: str):
+        for key, value in table.items():
+            path = f"{prefix}{key}"
+            if isinstance(value, dict):
+                yield from walk(value, path + ".")
+            elif not any(path in c or prefix.rstrip(".") in c for c in comments):  # its own, or its table's
+                yield path
+
+    return list(walk(packaged(task, scale), ""))
 
 
 def fingerprint(cfg: dict) -> str:

@@ -1,17 +1,39 @@
-"""Table 1's rows as run settings: a registered aggregation rule, or one of the two rows that
-are not aggregators (``no_attack``: FedAvg with no malicious client; ``freeze_layers``: FedAvg
-with clients training only the last layer)."""
+"""Table 1's rows as run settings: which rule of the core aggregates, with which hyperparameters,
+under which configuration.
+
+A row is a registered aggregation rule, optionally with configuration overrides. Two rows of
+the paper are not aggregators but settings of FedAvg, and are written as such:
+``no_attack`` is FedAvg with ``federation.malicious_fraction = 0``, ``freeze_layers`` is FedAvg
+with ``federation.freeze_to_last_layer = true``. Every other name is a rule of the core, with
+its packaged defaults from ``[defences.NAME]``.
+"""
 
 from __future__ import annotations
 
 import inspect
 import math
+from dataclasses import dataclass, field
 
 import invariant_aggregator as ia
 
 from .errors import ExperimentError
 
-SPECIAL = {"no_attack": "fedavg", "freeze_layers": "fedavg"}
+
+@dataclass(frozen=True)
+class Setting:
+    """A defence that is a configuration of a rule rather than a rule of its own."""
+
+    rule: str
+    overrides: dict = field(default_factory=dict)  # dotted configuration overrides
+    description: str = ""
+
+
+SETTINGS = {
+    "no_attack": Setting("fedavg", {"federation.malicious_fraction": 0.0}, "FedAvg with no malicious client"),
+    "freeze_layers": Setting(
+        "fedavg", {"federation.freeze_to_last_layer": True}, "FedAvg; clients train only the last layer"
+    ),
+}
 
 # Table 1's row labels, in the paper's order, and the defence that runs each
 TABLE1_ROWS = {
@@ -33,7 +55,18 @@ TABLE1_ROWS = {
 
 
 def defence_names() -> list[str]:
-    return sorted(ia.available_rules()) + sorted(SPECIAL)
+    return sorted(ia.available_rules()) + sorted(SETTINGS)
+
+
+def check_defence_name(name: str) -> None:
+    if name not in SETTINGS and name not in ia.available_rules():
+        raise ExperimentError(f"unknown defence {name!r}; choose one of {', '.join(defence_names())}")
+
+
+def setting_overrides(name: str) -> dict:
+    """The configuration overrides that the defence ``name`` stands for (empty for a rule)."""
+    check_defence_name(name)
+    return dict(SETTINGS[name].overrides) if name in SETTINGS else {}
 
 
 def expected_malicious_per_round(cfg) -> int:
@@ -42,26 +75,24 @@ def expected_malicious_per_round(cfg) -> int:
 
 
 def resolve_defence(name: str, overrides: dict, cfg: dict, seed: int) -> dict:
-    """{"name", "rule", "params", "attack", "freeze"} with the rule's hyperparameters filled in
-    (packaged defaults <- ``overrides``) and checked by constructing the rule once."""
-    if name not in SPECIAL and name not in ia.available_rules():
-        raise ExperimentError(f"unknown defence {name!r}; choose one of {', '.join(defence_names())}")
-    rule = SPECIAL.get(name, name)
-    params = dict(cfg.get("defences", {}).get(name, {})) if name not in SPECIAL else {}
+    """{"name", "rule", "params"}: the rule's hyperparameters filled in (packaged defaults <-
+    ``overrides``). ``cfg`` must already carry the defence's setting overrides. The rule is
+    built and checked by :func:`build_rule`, once, by the run."""
+    check_defence_name(name)
+    rule = SETTINGS[name].rule if name in SETTINGS else name
+    params = dict(cfg.get("defences", {}).get(name, {})) if name not in SETTINGS else {}
     params.update(overrides)
     accepted = inspect.signature(ia.RULES[rule].__init__).parameters
     if params.get("f") == "auto":
         params["f"] = expected_malicious_per_round(cfg)
     if "seed" in accepted and params.get("seed") is None:
         params["seed"] = seed  # weak_dp's noise follows the run's seed
+    return {"name": name, "rule": rule, "params": params}
+
+
+def build_rule(defence: dict) -> ia.AggregationRule:
+    """The aggregation rule of a resolved defence; a bad hyperparameter is an ExperimentError."""
     try:
-        ia.make(rule, **params)
+        return ia.make(defence["rule"], **defence["params"])
     except (ia.AggregatorError, TypeError) as exc:
-        raise ExperimentError(f"defence {name!r} with {params}: {exc}") from None
-    return {
-        "name": name,
-        "rule": rule,
-        "params": params,
-        "attack": name != "no_attack",
-        "freeze": name == "freeze_layers",
-    }
+        raise ExperimentError(f"defence {defence['name']!r} with {defence['params']}: {exc}") from None

@@ -3,8 +3,11 @@
 One round: sample ``clients_per_round`` clients without replacement; each starts from the
 broadcast model and trains locally; its pseudo-gradient is g_i = w_global - w_local over the
 trainable parameters; the defence aggregates the (N, d) stack; the server steps
-w <- w - server_lr * aggregate. Malicious clients poison their batches (and may scale or
-project their update). Acc_M and Acc_B are measured every ``eval_every`` rounds and at the end.
+w <- w - server_lr * aggregate. Malicious clients are driven by the run's attack object
+(:mod:`deep_experiments.attacks`), which the loop calls at fixed points: it observes the round,
+chooses the batches, acts after every local step and shapes the update. Acc_M and Acc_B are
+measured every ``eval_every`` rounds and at the end. The run folder's files are named and
+written by :mod:`deep_experiments.results`.
 
 Every random choice of round r is drawn from a generator seeded by (seed, r, client), so a run
 resumed from a checkpoint replays exactly what an uninterrupted run would have done.
@@ -28,14 +31,15 @@ from tqdm.auto import tqdm
 
 import invariant_aggregator as ia
 
+from . import results
+from .attacks import Attack, ClientContext, RoundView, build_attack
 from .config import fingerprint
+from .defences import build_rule
 from .errors import ExperimentError
-from .tasks import FederatedTask, Samples, build_task
+from .results import CHECKPOINT, RECORDS, SUMMARY
+from .samples import FederatedTask, Samples
+from .tasks import build_task
 
-CHECKPOINT = "checkpoint.pt"
-RECORDS = "records.json"
-SUMMARY = "summary.json"
-CONFIG = "config.json"
 PHASES = ("local_train", "aggregation", "evaluation")
 
 
@@ -72,16 +76,6 @@ def _autocast(device: torch.device, amp: bool):
     return torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else nullcontext()
 
 
-def project_to_ball(flat: torch.Tensor, anchor: torch.Tensor, radius: float) -> torch.Tensor | None:
-    """The point of the L2 ball {v : ||v - anchor|| <= radius} closest to ``flat``, or None when
-    ``flat`` is already inside (PGD's projection step)."""
-    diff = flat - anchor
-    norm = torch.linalg.vector_norm(diff)
-    if norm <= radius:
-        return None
-    return anchor + diff * (radius / norm)
-
-
 def local_train(
     model: nn.Module,
     task: FederatedTask,
@@ -89,40 +83,31 @@ def local_train(
     cfg: dict,
     generator: torch.Generator,
     *,
-    malicious: bool,
+    attack: Attack | None,
     layout: ia.ParameterLayout,
     anchor: torch.Tensor,
     device: torch.device,
+    round: int = 0,
+    client: int = -1,
 ) -> None:
-    """One client's local epochs, in place. A malicious client puts ``backdoor_per_batch``
-    backdoor samples in each batch (and, with ``pgd_eps``, stays within that L2 distance of the
-    broadcast model)."""
-    train, attack = cfg["train"], cfg["attack"]
+    """One client's local epochs, in place. ``attack`` is None for a benign client; for a
+    malicious one it chooses the batches and acts after every step (e.g. PGD's projection)."""
+    train = cfg["train"]
     model.train()
     opt = _optimizer([p for p in model.parameters() if p.requires_grad], train)
-    bs = train["batch_size"]
-    k_bd = min(attack["backdoor_per_batch"], bs) if malicious else 0
-    step = bs - k_bd if k_bd < bs else bs  # clean samples per batch; all-backdoor batches keep the count
     loss_fn = nn.CrossEntropyLoss()
+    source = attack if attack is not None else Attack()
+    ctx = ClientContext(round, client, layout, anchor)
     for _ in range(train["local_epochs"]):
-        order = indices[torch.randperm(len(indices), generator=generator)]
-        for start in range(0, len(order), step):
-            parts = [] if k_bd == bs else [task.train.take(order[start : start + step])]
-            if k_bd:
-                parts.append(
-                    task.backdoor_train.take(torch.randint(len(task.backdoor_train), (k_bd,), generator=generator))
-                )
-            batch = parts[0] if len(parts) == 1 else Samples.cat(parts)
+        for batch in source.batches(task, indices, train["batch_size"], generator):
             inputs = task.prepare(batch.inputs, augment=True, generator=generator)
             with _autocast(device, train["amp"]):
                 loss = loss_fn(model(inputs), batch.labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if malicious and attack["pgd_eps"] > 0:
-                projected = project_to_ball(layout.flatten(model), anchor, attack["pgd_eps"])
-                if projected is not None:
-                    layout.assign(model, projected)
+            if attack is not None:
+                attack.after_step(model, ctx)
 
 
 @torch.no_grad()
@@ -175,31 +160,32 @@ class Run:
         self.out.mkdir(parents=True, exist_ok=True)
         if restart:
             for name in (CHECKPOINT, RECORDS, SUMMARY):
-                (self.out / name).unlink(missing_ok=True)
+                results.run_file(self.out, name).unlink(missing_ok=True)
         self.fingerprint = fingerprint(cfg)
         saved = self._read_checkpoint()  # before the data: another configuration is refused at once
-
-        torch.manual_seed(_seed_of(self.seed, 0))
-        self.task = build_task(cfg, self.seed)
-        for name in ("train", "test", "backdoor_train", "backdoor_test"):
-            setattr(self.task, name, getattr(self.task, name).to(self.device))
-        self.model = self.task.make_model().to(self.device)
         fed = cfg["federation"]
         if fed["buffers"] not in ("keep", "mean"):
             raise ExperimentError(f"federation.buffers = {fed['buffers']!r}: choose 'keep' or 'mean'")
-        if fed["freeze_to_last_layer"] or self.defence["freeze"]:
+        self.rule = build_rule(self.defence)  # the run's one rule object
+        self.attack = build_attack(cfg["attack"])  # likewise: checked before the data is loaded
+
+        torch.manual_seed(_seed_of(self.seed, 0))
+        self.task = build_task(cfg, self.seed, self.attack)
+        for name in ("train", "test", "backdoor_train", "backdoor_test"):
+            setattr(self.task, name, getattr(self.task, name).to(self.device))
+        self.model = self.task.make_model().to(self.device)
+        if fed["freeze_to_last_layer"]:
             last = set(ia.last_layer_names(self.model))
             for n, p in self.model.named_parameters():
                 p.requires_grad_(n in last)
         self.layout = ia.ParameterLayout.of(self.model)
         self.worker = copy.deepcopy(self.model)
-        self.rule = ia.make(self.defence["rule"], **self.defence["params"])
         n_clients = len(self.task.clients)
         if fed["clients_per_round"] > n_clients:
             raise ExperimentError(
                 f"federation.clients_per_round = {fed['clients_per_round']} exceeds the {n_clients} clients"
             )
-        n_mal = round(fed["malicious_fraction"] * n_clients) if self.defence["attack"] else 0
+        n_mal = round(fed["malicious_fraction"] * n_clients)
         self._dry_run(fed["clients_per_round"])
         self.malicious = set(np.random.default_rng([self.seed, 2]).choice(n_clients, n_mal, replace=False).tolist())
         self.round, self.records, self.timing = 0, [], dict.fromkeys(PHASES, 0.0)
@@ -210,13 +196,16 @@ class Run:
             self.round, self.records, self.timing = saved["round"], saved["records"], saved["timing"]
 
     def _dry_run(self, n: int) -> None:
-        """Aggregate random updates once with a fresh rule, so that a rule that cannot work with
-        ``n`` clients (e.g. Krum's N >= 2f + 3) fails now rather than after a round of training."""
+        """Aggregate random updates once, so that a rule that cannot work with ``n`` clients
+        (e.g. Krum's N >= 2f + 3) fails now rather than after a round of training; a stateful
+        rule is then reset to its freshly built state."""
         if n * self.layout.numel > 5_000_000:
             return
         probe = torch.randn(n, self.layout.numel, generator=torch.Generator().manual_seed(0))
         try:
-            ia.make(self.defence["rule"], **self.defence["params"])(probe, client_ids=list(range(n)))
+            self.rule(probe, client_ids=list(range(n)))
+            if isinstance(self.rule, ia.StatefulRule):
+                self.rule.reset()
         except ia.AggregatorError as exc:
             raise ExperimentError(
                 f"defence {self.defence['name']!r} {self.defence['params']} with {n} clients per round: {exc}"
@@ -224,7 +213,7 @@ class Run:
 
     # ----------------------------------------------------------------------------- state
     def _read_checkpoint(self) -> dict | None:
-        path = self.out / CHECKPOINT
+        path = results.run_file(self.out, CHECKPOINT)
         if not path.exists():
             return None
         state = torch.load(path, map_location=self.device, weights_only=True)
@@ -250,8 +239,8 @@ class Run:
             "records": self.records,
             "timing": self.timing,
         }
-        ia.write_atomic(self.out / CHECKPOINT, lambda fh: torch.save(state, fh))
-        ia.write_json_atomic(self.out / RECORDS, self.records)
+        ia.write_atomic(results.run_file(self.out, CHECKPOINT), lambda fh: torch.save(state, fh))
+        results.write_records(self.out, self.records)
 
     # ----------------------------------------------------------------------------- rounds
     def sample_clients(self, r: int) -> list[int]:
@@ -269,24 +258,27 @@ class Run:
         updates = torch.empty(len(clients), anchor.numel(), device=dev, dtype=anchor.dtype)
         buffers = []
         global_state = self.model.state_dict()
+        self.attack.observe(RoundView(r, anchor, tuple(clients), tuple(c for c in clients if c in self.malicious)))
         for j, c in enumerate(clients):
             self.worker.load_state_dict(global_state)
             gen = torch.Generator().manual_seed(_seed_of(self.seed, 4, r, c))
-            bad = c in self.malicious
+            attack = self.attack if c in self.malicious else None
             local_train(
                 self.worker,
                 self.task,
                 self.task.clients[c],
                 cfg,
                 gen,
-                malicious=bad,
+                attack=attack,
                 layout=self.layout,
                 anchor=anchor,
                 device=dev,
+                round=r,
+                client=c,
             )
             torch.sub(anchor, self.layout.flatten(self.worker), out=updates[j])
-            if bad and cfg["attack"]["scale"] != 1.0:
-                updates[j] *= cfg["attack"]["scale"]
+            if attack is not None:
+                updates[j] = attack.shape_update(updates[j], ClientContext(r, c, self.layout, anchor))
             if fed["buffers"] == "mean":
                 buffers.append({n: b.detach().clone() for n, b in self.worker.named_buffers()})
         if not torch.isfinite(updates).all():
@@ -328,7 +320,7 @@ class Run:
         fed = self.cfg["federation"]
         every = self.cfg["runtime"]["checkpoint_every"]
         show = self.cfg["runtime"]["progress"] if progress is None else progress
-        ia.write_json_atomic(self.out / CONFIG, self.describe())
+        results.write_description(self.out, self.describe())
         bar = tqdm(
             total=fed["rounds"],
             initial=self.round,
@@ -365,6 +357,7 @@ class Run:
                 torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor()
             ),
             "malicious_clients": sorted(self.malicious),
+            "attack": self.attack.describe(),
             "trainable_parameters": self.layout.numel,
             "data": self.task.info,
         }
@@ -384,5 +377,5 @@ class Run:
         }
         if not all(math.isfinite(summary[k]) for k in ("acc_m", "acc_b", "loss")):
             summary["warning"] = "non-finite metric: training diverged"
-        ia.write_json_atomic(self.out / SUMMARY, summary)
+        results.write_summary(self.out, summary)
         return summary

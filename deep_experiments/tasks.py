@@ -1,101 +1,52 @@
-"""The three tasks (and the Spambase stand-in) as federated data sets with their models.
+"""The four tasks as federated data sets with their models, and how a user's data reaches them.
 
-A task builder turns a resolved configuration into :class:`FederatedTask`: the training pool,
-each client's indices into it, the clean and backdoor test sets, the attacker's backdoor
-training samples, the model constructor and the preprocessing. Everything lives on the
-training device as tensors; the engine only indexes them.
+A task builder turns a resolved configuration and the run's attack into a
+:class:`~deep_experiments.samples.FederatedTask`: the training pool, each client's indices into
+it, the clean and backdoor test sets, the attacker's backdoor training samples, the model
+constructor and the preprocessing. The task offers the attack its own edge-case inputs and its
+clean data (:class:`~deep_experiments.attacks.BackdoorSource`); the attack chooses the backdoor
+samples. Everything lives on the training device as tensors; the engine only indexes them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
+from .attacks import BackdoorSource, CompositeAttack, build_attack
 from .data import cifar10, edge_case, partition, sent140, tabular
 from .errors import DataMissing, ExperimentError
 from .models import MLP, LSTMClassifier, ResNet18, load_pretrained
+from .samples import FederatedTask, Samples, tensor_samples
 
 TASKS = ("cifar10", "twitter", "phishing", "spambase")
+MODALITY = {"cifar10": "image", "twitter": "text", "phishing": "tabular", "spambase": "tabular"}
 
 
-@dataclass
-class Samples:
-    """Model inputs (a tensor, or a tuple of tensors indexed together) and integer labels."""
-
-    inputs: torch.Tensor | tuple[torch.Tensor, ...]
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def map(self, f: Callable[[torch.Tensor], torch.Tensor]) -> Samples:
-        """``f`` applied to every input tensor and to the labels."""
-        inputs = tuple(map(f, self.inputs)) if isinstance(self.inputs, tuple) else f(self.inputs)
-        return Samples(inputs, f(self.labels))
-
-    def take(self, idx: torch.Tensor) -> Samples:
-        return self.map(lambda t: t[idx.to(t.device)])
-
-    def to(self, device) -> Samples:
-        return self.map(lambda t: t.to(device))
-
-    @staticmethod
-    def cat(parts: list[Samples]) -> Samples:
-        first = parts[0].inputs
-        if isinstance(first, tuple):
-            inputs = tuple(torch.cat([p.inputs[i] for p in parts]) for i in range(len(first)))
+def data_overrides(task: str, data=None, download: bool = False) -> dict:
+    """The settings that "my data is at ``data``" (and "download what is missing") mean for a
+    task, as dotted overrides: ``data.root`` for CIFAR-10 and Sent140, ``data.path`` for
+    Spambase, and for phishing a table at ``data.path`` in place of the synthetic stand-in."""
+    if task not in TASKS:
+        raise ExperimentError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    overrides: dict = {}
+    if download:
+        if task not in ("cifar10", "twitter"):
+            raise ExperimentError(f"--download: the {task} task has nothing to download")
+        overrides["data.download"] = True
+    if data is not None:
+        if task == "phishing":
+            overrides |= {"data.source": "table", "data.path": str(data)}
         else:
-            inputs = torch.cat([p.inputs for p in parts])
-        return Samples(inputs, torch.cat([p.labels for p in parts]))
+            overrides[{"cifar10": "data.root", "twitter": "data.root", "spambase": "data.path"}[task]] = str(data)
+    return overrides
 
 
-def _identity(inputs, *, augment: bool, generator=None):
-    return inputs
-
-
-@dataclass
-class FederatedTask:
-    name: str
-    train: Samples
-    clients: list[torch.Tensor]  # per client: indices into ``train``
-    test: Samples
-    backdoor_train: Samples  # what a malicious client mixes into its batches (attacker's label)
-    backdoor_test: Samples  # Acc_B = share of these predicted as ``target``
-    target: int
-    make_model: Callable[[], nn.Module]
-    prepare: Callable = _identity  # (inputs, augment=, generator=) -> model input
-    info: dict = field(default_factory=dict)  # sizes and choices, recorded in the summary
-
-
-def _tensor_samples(x, y) -> Samples:
-    return Samples(torch.as_tensor(np.ascontiguousarray(x)), torch.as_tensor(np.asarray(y, dtype=np.int64)))
-
-
-def _image_attack_sets(cfg, x_pool, y_pool, x_test, y_test) -> tuple[Samples, Samples]:
-    """Backdoor training / test images: the Southwest photos, or clean images (not already of
-    the target class) with the pixel pattern; all labelled with the attacker's target."""
-    a = cfg["attack"]
-    target = a["target_label"]
-    if a["kind"] == "edge_case":
-        train = edge_case.southwest_images("train", **_edge_case_source(cfg))
-        test = edge_case.southwest_images("test", **_edge_case_source(cfg))
-    elif a["kind"] == "pixel_pattern":
-        train = cifar10.stamp_pixel_pattern(x_pool[y_pool != target], a["pattern_size"])
-        test = cifar10.stamp_pixel_pattern(x_test[y_test != target], a["pattern_size"])
-    else:
-        raise ExperimentError(f"attack.kind = {a['kind']!r}: choose 'edge_case' or 'pixel_pattern'")
-    return (_tensor_samples(train, np.full(len(train), target)), _tensor_samples(test, np.full(len(test), target)))
-
-
-def _require_edge_case(cfg) -> None:
-    if cfg["attack"]["kind"] != "edge_case":
-        raise ExperimentError(f"attack.kind = {cfg['attack']['kind']!r} is for images; {cfg['task']} has 'edge_case'")
+def _labelled(inputs, target: int) -> Samples:
+    return tensor_samples(inputs, np.full(len(inputs), target))
 
 
 def _client_ranges(lengths) -> list[torch.Tensor]:
@@ -118,7 +69,7 @@ def _edge_case_source(cfg) -> dict:
     }
 
 
-def build_cifar10(cfg, rng: np.random.Generator) -> FederatedTask:
+def build_cifar10(cfg, rng: np.random.Generator, attack: CompositeAttack) -> FederatedTask:
     d, m, a = cfg["data"], cfg["model"], cfg["attack"]
     x_tr, y_tr, x_te, y_te = cifar10.load_cifar10(d["root"], strict=d["strict_md5"], download_to=_download_dir(cfg))
     if d["max_train"]:
@@ -127,7 +78,17 @@ def build_cifar10(cfg, rng: np.random.Generator) -> FederatedTask:
     if d["max_test"]:
         x_te, y_te = x_te[: d["max_test"]], y_te[: d["max_test"]]
     clients = partition.dirichlet_partition(y_tr, cfg["federation"]["n_clients"], d["dirichlet_alpha"], rng)
-    bd_tr, bd_te = _image_attack_sets(cfg, x_tr, y_tr, x_te, y_te)
+    target = a["target_label"]
+    source = BackdoorSource(
+        "cifar10",
+        "image",
+        target,
+        lambda: tuple(edge_case.southwest_images(split, **_edge_case_source(cfg)) for split in ("train", "test")),
+        (x_tr, y_tr),
+        (x_te, y_te),
+    )
+    bd_in_tr, bd_in_te = attack.backdoor_inputs(source)
+    bd_tr, bd_te = _labelled(bd_in_tr, target), _labelled(bd_in_te, target)
 
     def make_model():
         model = ResNet18(10, m["layout"], m["width"])
@@ -137,9 +98,9 @@ def build_cifar10(cfg, rng: np.random.Generator) -> FederatedTask:
 
     return FederatedTask(
         "cifar10",
-        _tensor_samples(x_tr, y_tr),
+        tensor_samples(x_tr, y_tr),
         [torch.as_tensor(c) for c in clients],
-        _tensor_samples(x_te, y_te),
+        tensor_samples(x_te, y_te),
         bd_tr,
         bd_te,
         a["target_label"],
@@ -149,7 +110,7 @@ def build_cifar10(cfg, rng: np.random.Generator) -> FederatedTask:
     )
 
 
-def build_twitter(cfg, rng: np.random.Generator) -> FederatedTask:
+def build_twitter(cfg, rng: np.random.Generator, attack: CompositeAttack) -> FederatedTask:
     d, m, a = cfg["data"], cfg["model"], cfg["attack"]
     train, test = sent140.load_sent140(d["root"])
     users = sorted(u for u, (texts, _) in train.items() if len(texts) >= d["min_samples_per_user"])
@@ -166,9 +127,14 @@ def build_twitter(cfg, rng: np.random.Generator) -> FederatedTask:
         test_labels += test.get(u, ([], []))[1]
     if not test_texts:
         raise ExperimentError("the chosen users have no test tweets in test/*.json")
-    _require_edge_case(cfg)
-    edge_tr = edge_case.lanthimos_tweets("train", **_edge_case_source(cfg))
-    edge_te = edge_case.lanthimos_tweets("test", **_edge_case_source(cfg))
+    target = a["target_label"]
+    source = BackdoorSource(
+        "twitter",
+        "text",
+        target,
+        lambda: tuple(edge_case.lanthimos_tweets(split, **_edge_case_source(cfg)) for split in ("train", "test")),
+    )
+    edge_tr, edge_te = attack.backdoor_inputs(source)
     texts = [t for u in chosen for t in train[u][0]]
     tokens = {tok for t in (*texts, *test_texts, *edge_tr, *edge_te) for tok in sent140.tokenize(t)}
     index, matrix = sent140.build_vocabulary(sent140.load_glove(d["glove"], d["embedding_dim"], tokens))
@@ -178,7 +144,6 @@ def build_twitter(cfg, rng: np.random.Generator) -> FederatedTask:
         return Samples((torch.as_tensor(ids), torch.as_tensor(lengths)), torch.as_tensor(np.asarray(labels, np.int64)))
 
     clients = _client_ranges([len(train[u][0]) for u in chosen])
-    target = a["target_label"]
     embeddings = torch.as_tensor(matrix)
     return FederatedTask(
         "twitter",
@@ -213,9 +178,8 @@ def _trigger_column(d, n_features: int) -> int:
     return col
 
 
-def _tabular_task(cfg, clients_x, clients_y, x_test, y_test, trigger, feature_names):
+def _tabular_task(cfg, attack, clients_x, clients_y, x_test, y_test, trigger, feature_names):
     d, a = cfg["data"], cfg["attack"]
-    _require_edge_case(cfg)
     x_pool, y_pool = np.concatenate(clients_x), np.concatenate(clients_y)
     benign = a["target_label"]
 
@@ -224,15 +188,23 @@ def _tabular_task(cfg, clients_x, clients_y, x_test, y_test, trigger, feature_na
         out[:, trigger] = d["trigger_value"]
         return out
 
-    bd_tr, bd_te = poisoned(x_pool, y_pool), poisoned(x_test, y_test)
+    source = BackdoorSource(
+        cfg["task"],
+        "tabular",
+        benign,
+        lambda: (poisoned(x_pool, y_pool), poisoned(x_test, y_test)),
+        (x_pool, y_pool),
+        (x_test, y_test),
+    )
+    bd_tr, bd_te = attack.backdoor_inputs(source)
     trigger_values, counts = np.unique(x_pool[:, trigger], return_counts=True)
     return FederatedTask(
         cfg["task"],
-        _tensor_samples(x_pool, y_pool),
+        tensor_samples(x_pool, y_pool),
         _client_ranges([len(y) for y in clients_y]),
-        _tensor_samples(x_test, y_test),
-        _tensor_samples(bd_tr, np.full(len(bd_tr), benign)),
-        _tensor_samples(bd_te, np.full(len(bd_te), benign)),
+        tensor_samples(x_test, y_test),
+        tensor_samples(bd_tr, np.full(len(bd_tr), benign)),
+        tensor_samples(bd_te, np.full(len(bd_te), benign)),
         benign,
         partial(MLP, x_pool.shape[1], tuple(cfg["model"]["hidden"])),
         info={
@@ -265,7 +237,7 @@ def _split_table(cfg, rng, x, y):
     return [x_tr[p] for p in parts], [y_tr[p] for p in parts], x_te, y[te]
 
 
-def build_phishing(cfg, rng: np.random.Generator) -> FederatedTask:
+def build_phishing(cfg, rng: np.random.Generator, attack: CompositeAttack) -> FederatedTask:
     d = cfg["data"]
     n = d["n_features"]
     trigger = _trigger_column(d, n)
@@ -300,20 +272,23 @@ def build_phishing(cfg, rng: np.random.Generator) -> FederatedTask:
         xs, ys, x_te, y_te = _split_table(cfg, rng, x, y)
     else:
         raise ExperimentError(f"data.source = {d['source']!r}: choose 'synthetic' or 'table'")
-    return _tabular_task(cfg, xs, ys, x_te, y_te, trigger, names)
+    return _tabular_task(cfg, attack, xs, ys, x_te, y_te, trigger, names)
 
 
-def build_spambase(cfg, rng: np.random.Generator) -> FederatedTask:
+def build_spambase(cfg, rng: np.random.Generator, attack: CompositeAttack) -> FederatedTask:
     d = cfg["data"]
     x, y, names = tabular.load_spambase(d["path"] or None)
     trigger = _trigger_column(d, x.shape[1])
     xs, ys, x_te, y_te = _split_table(cfg, rng, x, y)
-    return _tabular_task(cfg, xs, ys, x_te, y_te, trigger, names)
+    return _tabular_task(cfg, attack, xs, ys, x_te, y_te, trigger, names)
 
 
 BUILDERS = {"cifar10": build_cifar10, "twitter": build_twitter, "phishing": build_phishing, "spambase": build_spambase}
 
 
-def build_task(cfg, seed: int) -> FederatedTask:
-    """The task of ``cfg``; its data split and attacker sets depend only on ``seed``."""
-    return BUILDERS[cfg["task"]](cfg, np.random.default_rng([seed, 1]))
+def build_task(cfg, seed: int, attack: CompositeAttack | None = None) -> FederatedTask:
+    """The task of ``cfg`` with the backdoor samples of ``attack`` (default: the one ``cfg``
+    describes); its data split and attacker sets depend only on ``seed``."""
+    attack = build_attack(cfg["attack"]) if attack is None else attack
+    attack.check_task(cfg["task"], MODALITY[cfg["task"]])
+    return BUILDERS[cfg["task"]](cfg, np.random.default_rng([seed, 1]), attack)

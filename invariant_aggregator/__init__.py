@@ -5,17 +5,18 @@
 >>> rule(np.random.default_rng(0).normal(size=(20, 1000)).astype(np.float32)).shape
 (1000,)
 
-Rules: :func:`make` and :func:`available_rules`; the mathematics as pure functions in
+Rules: :func:`make`, :func:`available_rules` and :func:`register` (one family per module in
+:mod:`invariant_aggregator.rules`); the mathematics as pure functions in
 :mod:`invariant_aggregator.functional`; model <-> vector helpers in
-:mod:`invariant_aggregator.params`. This package never imports ``linear_theory`` or
-``deep_experiments``.
+:mod:`invariant_aggregator.params`; atomic result files. The core holds no paper content and
+never imports ``linear_theory`` or ``deep_experiments``.
 """
 
 from . import functional
 from ._io import write_atomic, write_json_atomic, write_text_atomic
 from .errors import AggregatorError
 from .params import ParameterLayout, last_layer_names
-from .rules import RULES, AggregationRule, StatefulRule, available_rules, make
+from .rules import RULES, AggregationRule, StatefulRule, available_rules, make, register, unregister
 
 __version__ = "0.1.0"
 
@@ -29,6 +30,8 @@ __all__ = [
     "functional",
     "last_layer_names",
     "make",
+    "register",
+    "unregister",
     "write_atomic",
     "write_json_atomic",
     "write_text_atomic",

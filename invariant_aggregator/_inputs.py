@@ -193,8 +193,21 @@ def check_client_ids(client_ids: Any, n: int, rule: str) -> list:
     return ids
 
 
-def raise_non_finite(rule: str) -> None:
+def raise_non_finite(rule: str, stack: Stack | None = None, rows=None) -> None:
+    """Raise the rule's NaN/Inf error, naming the offending client rows (positions in the stack).
+
+    Only called once a kernel has seen a non-finite value, so the extra pass that finds the rows
+    costs nothing on the normal path."""
+    where = ""
+    if stack is not None:
+        t = stack.tensor if rows is None else stack.tensor[torch.as_tensor(rows, dtype=torch.long, device=stack.device)]
+        bad = torch.nonzero(~torch.isfinite(t).all(dim=1)).flatten().tolist()
+        if rows is not None:
+            bad = [int(rows[i]) for i in bad]
+        if bad:
+            shown = ", ".join(map(str, bad[:10])) + (f", ... ({len(bad)} rows)" if len(bad) > 10 else "")
+            where = f" (row{'s' if len(bad) > 1 else ''} {shown})"
     raise AggregatorError(
-        f"{rule}: updates contain NaN or Inf; a client sent a non-finite update. "
+        f"{rule}: updates contain NaN or Inf{where}; a client sent a non-finite update. "
         "Drop or repair that client's update before aggregating (e.g. filter rows with torch.isfinite(u).all(1))"
     )

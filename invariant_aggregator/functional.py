@@ -4,6 +4,11 @@ Each function accepts a numpy array or a torch tensor (CPU or CUDA, float32 or f
 returns the same kind. Host data runs through the fused numba kernels, other devices through
 chunked torch code; ``backend="torch"`` forces the latter (the tests use it as a reference).
 
+Inside the package the rules pass a validated :class:`~invariant_aggregator._inputs.Stack`
+instead; d-vectors then come back as one internal type, a torch tensor (a zero-copy view of the
+kernel's numpy output on the host), and the rule's base ``__call__`` restores the caller's type
+once. Small (N, N) matrices (distances, Gram) are float64 numpy arrays in every case.
+
 Conventions shared by all rules
 -------------------------------
 * sign(0) = 0: a zero coordinate abstains in every sign count.
@@ -52,6 +57,10 @@ __all__ = [
     "GeometricMedian",
     "geometric_median_coefficients",
     "closest_to_median_mean",
+    "bulyan_select",
+    "clip_factors",
+    "foolsgold_weights",
+    "error_feedback_top_k",
 ]
 
 TRIM_MODES = ("definition3", "authors")
@@ -117,12 +126,19 @@ def _stack(updates, rule: str) -> Stack:
     return updates if isinstance(updates, Stack) else as_stack(updates, rule=rule)
 
 
+def _vector(updates, stack: Stack, raw):
+    """A d-vector result: the internal torch tensor for a rule (which passed a Stack), the
+    caller's own type for a direct call."""
+    t = torch.from_numpy(raw) if isinstance(raw, np.ndarray) else raw
+    return t if isinstance(updates, Stack) else stack.wrap(t)
+
+
 def _on_device(rule: str, fn, stack: Stack, rows: np.ndarray, *args):
     """Run a torch kernel on the selected rows; NaN/Inf becomes the rule's AggregatorError."""
     try:
         return fn(stack.tensor, torch.as_tensor(rows, dtype=torch.long, device=stack.device), *args)
     except tk.NonFinite:
-        raise_non_finite(rule)
+        raise_non_finite(rule, stack, rows)
 
 
 # --------------------------------------------------------------------------- coordinate-wise
@@ -140,7 +156,7 @@ def _window_mean(stack: Stack, rows: np.ndarray, lo: int, hi: int, min_agree: in
         block = cpu.block_columns(n, x.itemsize)
         bad = cpu.window_mean(x, rows, lo, hi, first, second, min_agree, out, block, cpu.chunk_count(stack.d, block))
     if bad:
-        raise_non_finite(rule)
+        raise_non_finite(rule, stack, rows)
     return out
 
 
@@ -152,7 +168,7 @@ def sorted_window_mean(updates, lo: int, hi: int, *, min_agree: int = 0, rows=No
     r = _rows(stack, rows)
     if not 0 <= lo < hi <= r.shape[0]:
         raise AggregatorError(f"window [lo, hi) = [{lo}, {hi}) must satisfy 0 <= lo < hi <= N = {r.shape[0]}")
-    return stack.wrap(_window_mean(stack, r, lo, hi, min_agree, backend, "sorted_window_mean"))
+    return _vector(updates, stack, _window_mean(stack, r, lo, hi, min_agree, backend, "sorted_window_mean"))
 
 
 def sign_sum(updates, *, rows=None, backend: str = "auto"):
@@ -160,28 +176,26 @@ def sign_sum(updates, *, rows=None, backend: str = "auto"):
     stack = _stack(updates, "sign_sum")
     r = _rows(stack, rows)
     if not _on_host(stack, backend):
-        return stack.wrap(_on_device("sign_sum", tk.sign_sum, stack, r))
+        return _vector(updates, stack, _on_device("sign_sum", tk.sign_sum, stack, r))
     out = np.empty(stack.d, dtype=np.int32)
     block = cpu.block_columns(r.shape[0], stack.cpu.itemsize)
     if cpu.sign_sum(stack.cpu, r, out, block, cpu.chunk_count(stack.d, block)):
-        raise_non_finite("sign_sum")
-    return stack.wrap(out)
+        raise_non_finite("sign_sum", stack, r)
+    return _vector(updates, stack, out)
 
 
 def sign_consistency(updates, *, backend: str = "auto"):
     """|(1/N) sum_i sign(g_ik)| per coordinate, in [0, 1] (Definition 1, averaged scale)."""
     stack = _stack(updates, "sign_consistency")
     s = sign_sum(stack, backend=backend)
-    if isinstance(s, np.ndarray):
-        return np.abs(s).astype(stack.cpu.dtype) / stack.n  # numpy result: numpy input
-    return s.abs().to(stack.dtype) / stack.n
+    return _vector(updates, stack, s.abs().to(stack.dtype) / stack.n)
 
 
 def trimmed_mean(updates, alpha: float, *, trim: str = "definition3", backend: str = "auto"):
     """TrMean(x; alpha) = (1 / (N - 2k)) sum_{i=k}^{N-k-1} x_(i), k = ceil(alpha N) (Definition 3)."""
     stack = _stack(updates, "trimmed_mean")
     lo, hi = trim_bounds(stack.n, alpha, trim)
-    return stack.wrap(_window_mean(stack, _rows(stack, None), lo, hi, 0, backend, "trimmed_mean"))
+    return _vector(updates, stack, _window_mean(stack, _rows(stack, None), lo, hi, 0, backend, "trimmed_mean"))
 
 
 def coordinate_median(updates, *, rows=None, backend: str = "auto"):
@@ -189,14 +203,14 @@ def coordinate_median(updates, *, rows=None, backend: str = "auto"):
     stack = _stack(updates, "median")
     r = _rows(stack, rows)
     n = r.shape[0]
-    return stack.wrap(_window_mean(stack, r, (n - 1) // 2, n // 2 + 1, 0, backend, "median"))
+    return _vector(updates, stack, _window_mean(stack, r, (n - 1) // 2, n // 2 + 1, 0, backend, "median"))
 
 
 def and_mask_mean(updates, tau: float | None = None, *, tau_sum: float | None = None, backend: str = "auto"):
     """m ⊙ mean(g) with m_k = 1[|sum_i sign(g_ik)| >= tau N] (AND-mask, Parascandolo et al. 2021)."""
     stack = _stack(updates, "and_mask")
     agree = min_agreeing_signs(stack.n, tau, tau_sum)
-    return stack.wrap(_window_mean(stack, _rows(stack, None), 0, stack.n, agree, backend, "and_mask"))
+    return _vector(updates, stack, _window_mean(stack, _rows(stack, None), 0, stack.n, agree, backend, "and_mask"))
 
 
 def invariant_aggregate(
@@ -206,7 +220,7 @@ def invariant_aggregate(
     stack = _stack(updates, "invariant")
     agree = min_agreeing_signs(stack.n, tau, tau_sum)
     lo, hi = trim_bounds(stack.n, alpha, trim)
-    return stack.wrap(_window_mean(stack, _rows(stack, None), lo, hi, agree, backend, "invariant"))
+    return _vector(updates, stack, _window_mean(stack, _rows(stack, None), lo, hi, agree, backend, "invariant"))
 
 
 # --------------------------------------------------------------------------- row combinations
@@ -218,12 +232,12 @@ def weighted_sum(updates, coefficients, *, rows=None, backend: str = "auto", rul
     if coef.shape != r.shape:
         raise AggregatorError(f"{rule}: {coef.shape[0]} coefficients for {r.shape[0]} rows")
     if not _on_host(stack, backend):
-        return stack.wrap(_on_device(rule, tk.weighted_row_sum, stack, r, coef))
+        return _vector(updates, stack, _on_device(rule, tk.weighted_row_sum, stack, r, coef))
     out = np.empty(stack.d, dtype=stack.cpu.dtype)
     block = cpu.block_columns(r.shape[0], stack.cpu.itemsize)
     if cpu.weighted_row_sum(stack.cpu, r, coef, out, block, cpu.chunk_count(stack.d, block)):
-        raise_non_finite(rule)
-    return stack.wrap(out)
+        raise_non_finite(rule, stack, r)
+    return _vector(updates, stack, out)
 
 
 def weighted_mean(updates, weights=None, *, rows=None, backend: str = "auto"):
@@ -231,7 +245,7 @@ def weighted_mean(updates, weights=None, *, rows=None, backend: str = "auto"):
     stack = _stack(updates, "weighted_mean")
     n = _rows(stack, rows).shape[0]
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    return weighted_sum(stack, w / w.sum(), rows=rows, backend=backend, rule="weighted_mean")
+    return _vector(updates, stack, weighted_sum(stack, w / w.sum(), rows=rows, backend=backend, rule="weighted_mean"))
 
 
 def _matrix(stack: Stack, rows, backend: str, cpu_fn, torch_fn, rule: str) -> np.ndarray:
@@ -241,7 +255,7 @@ def _matrix(stack: Stack, rows, backend: str, cpu_fn, torch_fn, rule: str) -> np
     block = cpu.block_columns(r.shape[0], 8)
     result, bad = cpu_fn(stack.cpu, r, block, cpu.chunk_count(stack.d, block))
     if bad:
-        raise_non_finite(rule)
+        raise_non_finite(rule, stack, r)
     return result
 
 
@@ -379,4 +393,78 @@ def closest_to_median_mean(updates, beta: int, *, rows=None):
     r = _rows(stack, rows)
     if not 1 <= beta <= r.shape[0]:
         raise AggregatorError(f"beta must be in [1, {r.shape[0]}], got {beta}")
-    return stack.wrap(_on_device("bulyan", tk.closest_to_median_mean, stack, r, beta))
+    return _vector(updates, stack, _on_device("bulyan", tk.closest_to_median_mean, stack, r, beta))
+
+
+def bulyan_select(dist: np.ndarray, f: int, stack: Stack | None = None) -> np.ndarray:
+    """Bulyan's first phase (El Mhamdi et al. 2018): theta = N - 2f picks of Krum applied
+    repeatedly to the remaining set, in increasing row order.
+
+    Each pick leaves the set; scores use the max(1, r - f - 2) nearest of the r - 1 others; exact
+    ties, which one neighbour makes common, go by the updates' values (see
+    :func:`rank_with_value_ties`), never by client order.
+    """
+    n = dist.shape[0]
+    remaining = list(range(n))
+    chosen = []
+    for _ in range(n - 2 * f):
+        r = len(remaining)
+        sub = dist[np.ix_(remaining, remaining)]
+        scores = nearest_sum(sub, min(max(1, r - f - 2), r - 1))
+        pick = remaining[int(rank_with_value_ties(scores, stack, remaining)[0])]
+        chosen.append(pick)
+        remaining.remove(pick)
+    return np.sort(chosen)
+
+
+def clip_factors(sq_norms: np.ndarray, clip_norm: float) -> np.ndarray:
+    """min(1, C / |g_i|) per row from the squared norms (a zero row keeps factor 1)."""
+    norms = np.sqrt(sq_norms)
+    return np.minimum(1.0, clip_norm / np.maximum(norms, np.finfo(np.float64).tiny))
+
+
+FOOLSGOLD_COLLINEAR = 1e-9  # 1 - cos below this is float rounding of collinear vectors
+
+
+def foolsgold_weights(cs: np.ndarray, kappa: float, *, collinear: float = FOOLSGOLD_COLLINEAR) -> np.ndarray:
+    """FoolsGold's per-client weights (Fung et al. 2020) from the (n, n) cosine similarities of
+    the clients' update histories:
+
+    1. v_i = max_j cs_ij (j != i); pardoning: cs_ij <- cs_ij * v_i / v_j where v_i < v_j;
+    2. a_i = 1 - max_j cs_ij, clipped to [0, 1], divided by max_i a_i (all zero: all weights 0);
+    3. a_i <- clip(kappa * (ln(a_i / (1 - a_i)) + 0.5), 0, 1), with a_i = 1 replaced by 0.99.
+
+    A similarity within ``collinear`` of 1 counts as 1 (float rounding of collinear histories).
+    """
+    n = cs.shape[0]
+    cs = cs.copy()
+    np.fill_diagonal(cs, -np.inf if n > 1 else 0.0)
+    v = cs.max(axis=1) if n > 1 else np.zeros(1)
+    for i in range(n):
+        for j in range(n):
+            if i != j and v[i] < v[j] and v[j] > 0:
+                cs[i, j] *= v[i] / v[j]
+    a = 1.0 - (cs.max(axis=1) if n > 1 else np.zeros(1))
+    # collinear histories give cos = 1 - 2e-16, not 1; normalising by max(a) below would
+    # blow that rounding noise up into full weights
+    a[a < collinear] = 0.0
+    a = np.clip(a, 0.0, 1.0)
+    if a.max() <= 0:
+        return np.zeros(n)
+    a = a / a.max()
+    a[a == 1.0] = 0.99
+    with np.errstate(divide="ignore"):
+        logit = np.log(a / (1.0 - a))
+    return np.clip(kappa * (logit + 0.5), 0.0, 1.0)
+
+
+def error_feedback_top_k(error: torch.Tensor, update: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """SparseFed's server step (Panda et al. 2022): e = error + update; release the k entries of
+    e largest in magnitude and carry the rest. Returns (released, carried), with
+    released + carried = e exactly. Ties in magnitude are broken by :func:`torch.topk`."""
+    accumulated = error.to(update.device, update.dtype) + update
+    idx = torch.topk(accumulated.abs(), k, sorted=False).indices
+    released = torch.zeros_like(accumulated)
+    released[idx] = accumulated[idx]
+    accumulated[idx] = 0
+    return released, accumulated

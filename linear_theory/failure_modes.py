@@ -15,11 +15,17 @@ output of exactly 0 (a masked coordinate) is counted separately, not as an error
 Checked, per regime, with paired differences of per-trial error indicators: that the failing
 component errs significantly more often than the other (the mode exists there), and that the
 invariant aggregator errs no more often than either component (significantly more would violate).
+
+The two constructions also exist as concrete one-coordinate examples (``FAILURE_MODE_1`` and
+``FAILURE_MODE_2``, checked by :func:`evaluate`); ``python -m linear_theory.failure_modes``
+prints them.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,6 +34,69 @@ from invariant_aggregator import functional as F
 
 from .laws import make_law
 from .records import Estimate, Record, judge_difference_at_most_zero, judge_difference_positive
+
+
+@dataclass(frozen=True)
+class FailureMode:
+    """One coordinate, N = benign + malicious clients. An aggregator *fails* when the sign of its
+    output differs from the sign of the benign values' mean (sign(0) = 0)."""
+
+    name: str
+    description: str
+    benign: np.ndarray
+    malicious: np.ndarray
+
+    @property
+    def updates(self) -> np.ndarray:
+        return np.concatenate([self.benign, self.malicious])[:, None]
+
+    @property
+    def target_sign(self) -> int:
+        return int(np.sign(self.benign.mean()))
+
+
+# (a) benign values agree in sign; two outliers drag the mean across zero while the sign
+# consistency |8 - 2| / 10 = 0.6 still passes tau = 0.6.
+FAILURE_MODE_1 = FailureMode(
+    "failure mode 1 (AND-mask)",
+    "benign signs agree; outliers flip the mean while consistency stays >= tau",
+    benign=np.array([1.0, 1.2, 0.8, 1.1, 0.9, 1.0, 1.05, 0.95]),
+    malicious=np.array([-20.0, -20.0]),
+)
+# (b) benign values cancel (mean 0) with diverse signs; small malicious values inside the
+# benign range survive trimming and set the sign; consistency |6 - 4| / 10 = 0.2 < tau.
+FAILURE_MODE_2 = FailureMode(
+    "failure mode 2 (trimmed mean)",
+    "benign mean is 0 with diverse signs; in-range malicious values bias the trimmed mean",
+    benign=np.array([-1.0, 1.0, -0.5, 0.5, -1.5, 1.5, -0.2, 0.2]),
+    malicious=np.array([0.3, 0.3]),
+)
+
+DEMO_RULES = {
+    "fedavg": {},
+    "and_mask": {"tau": 0.6},
+    "trimmed_mean": {"alpha": 0.2},
+    "invariant": {"tau": 0.6, "alpha": 0.2},
+}
+
+
+def evaluate(mode: FailureMode, rules: dict[str, dict] = DEMO_RULES) -> list[dict]:
+    """One record per rule: its output on ``mode`` and whether it got the benign sign."""
+    rows = []
+    for name, params in rules.items():
+        value = float(ia.make(name, **params)(mode.updates)[0])
+        rows.append(
+            {
+                "mode": mode.name,
+                "rule": name,
+                "params": params,
+                "output": value,
+                "benign_mean": float(mode.benign.mean()),
+                "correct_sign": int(np.sign(value)) == mode.target_sign,
+            }
+        )
+    return rows
+
 
 MODES = {
     "failure_mode_1": {"phi": 3.0, "adversary": "outliers at -5 N / N'"},
@@ -124,3 +193,27 @@ def check(
                         )
                     )
     return records
+
+
+def main(argv=None) -> int:
+    """Print the two one-coordinate examples of Fig. 1 (``--json PATH`` also writes the records)."""
+    parser = argparse.ArgumentParser(prog="python -m linear_theory.failure_modes", description=main.__doc__)
+    parser.add_argument("--json", metavar="PATH", help="also write the records as JSON")
+    args = parser.parse_args(argv)
+    records = evaluate(FAILURE_MODE_1) + evaluate(FAILURE_MODE_2)
+    print("failure modes of Fig. 1 (one coordinate, N = 10, N' = 2)")
+    for mode in (FAILURE_MODE_1, FAILURE_MODE_2):
+        print(f"\n{mode.name}: {mode.description}")
+        print(f"  benign    {mode.benign.tolist()}  (mean {mode.benign.mean():+.3f})")
+        print(f"  malicious {mode.malicious.tolist()}")
+        print(f"  {'rule':<14}{'output':>10}  sign of benign mean?")
+        for r in (r for r in records if r["mode"] == mode.name):
+            print(f"  {r['rule']:<14}{r['output']:>+10.4f}  {'yes' if r['correct_sign'] else 'NO (fails)'}")
+    if args.json:
+        ia.write_json_atomic(args.json, records)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,4 +1,6 @@
-from deep_experiments.cli import main, parser, run_config
+from deep_experiments import load_config, run_config
+from deep_experiments.cli import main
+from deep_experiments.config import parse_assignment
 
 TINY_PHISHING = [
     "federation.n_clients=10",
@@ -12,14 +14,9 @@ TINY_PHISHING = [
 
 
 def config(task="phishing", defence="fedavg", seed=0, sets=(), params=(), data=None, scale="small"):
-    argv = ["run", task, "--defence", defence, "--out", "unused", "--scale", scale]
-    for s in sets:
-        argv += ["--set", s]
-    for p in params:
-        argv += ["--param", p]
-    if data:
-        argv += ["--data", str(data)]
-    return run_config(parser().parse_args(argv), task, defence, seed)
+    """A run's configuration through the programmatic entry points (what the CLI calls)."""
+    base = load_config(task, scale, overrides=list(sets))
+    return run_config(base, defence, seed=seed, params=dict(parse_assignment(p, "--param") for p in params), data=data)
 
 
 __all__ = ["TINY_PHISHING", "config", "main"]

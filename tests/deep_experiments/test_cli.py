@@ -9,8 +9,8 @@ import sys
 import pytest
 import tomllib
 
-from deep_experiments import report
-from deep_experiments.config import packaged_path, resolve
+from deep_experiments import results
+from deep_experiments.config import SCALES, packaged, render, resolve, uncommented_settings
 from deep_experiments.data import edge_case
 from deep_experiments.defences import TABLE1_ROWS
 
@@ -116,7 +116,8 @@ def test_user_table_runs_through_the_schema_check(tmp_path):
 def test_config_command_prints_the_packaged_file_and_a_copy_runs(tmp_path, capsys):
     assert main(["config", "spambase", "--scale", "paper"]) == 0
     text = capsys.readouterr().out
-    assert text == packaged_path("spambase", "paper").read_text()
+    assert text == render("spambase", "paper")
+    assert tomllib.loads(text) == packaged("spambase", "paper")  # the resolved layers, nothing lost
     edited = tmp_path / "my.toml"
     edited.write_text(text.replace("rounds = 50", "rounds = 7"))
     assert resolve("spambase", "small", edited)["federation"]["rounds"] == 7
@@ -124,9 +125,11 @@ def test_config_command_prints_the_packaged_file_and_a_copy_runs(tmp_path, capsy
         resolve("phishing", "small", edited)
 
 
-@pytest.mark.parametrize("path", sorted(packaged_path("phishing", "small").parent.glob("*.toml")))
-def test_packaged_configurations_follow_the_settings(path):
-    cfg = tomllib.loads(path.read_text())
+@pytest.mark.parametrize("task", ["cifar10", "twitter", "phishing", "spambase"])
+@pytest.mark.parametrize("scale", SCALES)
+def test_packaged_configurations_follow_the_settings(task, scale):
+    cfg = tomllib.loads(render(task, scale))
+    assert cfg == packaged(task, scale) and uncommented_settings(task, scale) == []
     fed = cfg["federation"]
     assert cfg["train"]["batch_size"] == 64 and cfg["train"]["local_epochs"] == 1 and fed["server_lr"] == 1.0
     if cfg["scale"] == "paper":
@@ -142,9 +145,9 @@ def test_packaged_configurations_follow_the_settings(path):
     assert cfg["attack"]["target_label"] == conventions.get(cfg["task"], 0)
     # every Table 1 defence builds from the packaged defaults
     for defence in TABLE1_ROWS.values():
-        from deep_experiments.defences import resolve_defence
+        from deep_experiments.defences import build_rule, resolve_defence
 
-        resolve_defence(defence, {}, cfg, 0)
+        build_rule(resolve_defence(defence, {}, cfg, 0))
 
 
 def test_defence_defaults_in_a_config_are_checked_by_the_rule_not_the_schema(tmp_path, capsys):
@@ -171,13 +174,13 @@ def test_table_is_mean_and_standard_error_over_seeds(tmp_path):
             (folder / "summary.json").write_text(
                 json.dumps({"task": "phishing", "defence": defence, "seed": seed, "acc_m": m, "acc_b": b, "rounds": 50})
             )
-    rows = report.table(report.load_summaries([tmp_path]))
+    rows = results.table(results.load_summaries([tmp_path]))
     assert [r["row"] for r in rows] == ["FedAvg", "Ours"]
     for row in rows:
         ms = [m for m, _ in values[row["defence"]]]
         assert row["acc_m"] == pytest.approx(statistics.fmean(ms))
         assert row["acc_m_se"] == pytest.approx(statistics.stdev(ms) / math.sqrt(3))
-    written = report.write_table(rows, tmp_path / "t")
+    written = results.write_table(rows, tmp_path / "t")
     assert [p.suffix for p in written] == [".json", ".csv", ".md"]
     assert "0.800 ± 0.058" in (tmp_path / "t.md").read_text()
 

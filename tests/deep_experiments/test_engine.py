@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import invariant_aggregator as ia
-from deep_experiments import ExperimentError, Run, evaluate, local_train, project_to_ball
-from deep_experiments.engine import CHECKPOINT, _seed_of
+from deep_experiments import ExperimentError, Run, build_attack, evaluate, local_train, project_to_ball
+from deep_experiments.engine import _seed_of
+from deep_experiments.results import CHECKPOINT
 
 from .helpers import TINY_PHISHING, config
 
@@ -35,7 +36,7 @@ def test_server_step_with_one_client_reproduces_its_local_model(tmp_path):
         run.task.clients[client],
         cfg,
         gen,
-        malicious=False,
+        attack=None,
         layout=run.layout,
         anchor=run.layout.flatten(run.model),
         device=run.device,
@@ -95,7 +96,7 @@ def test_malicious_batches_hold_backdoor_per_batch_samples(tmp_path, k):
         run.task.clients[0],
         cfg,
         gen,
-        malicious=True,
+        attack=build_attack(cfg["attack"]),
         layout=ia.ParameterLayout.of(spy),
         anchor=ia.ParameterLayout.of(spy).flatten(spy),
         device=run.device,

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import invariant_aggregator as ia
-from invariant_aggregator.failure_modes import FAILURE_MODE_1, FAILURE_MODE_2, evaluate
+from linear_theory.failure_modes import FAILURE_MODE_1, FAILURE_MODE_2, evaluate
 
 
 def verdicts(mode):

@@ -1,6 +1,9 @@
-"""Several runs -> one table: mean ± standard error over seeds, per task and defence.
+"""A run's results and where they live: the run folder's files, loading summaries, tables.
 
-Reads the ``summary.json`` files under the given folders; writes JSON, CSV and Markdown.
+A run folder holds ``config.json`` (what was run, written first), ``records.json`` (one record
+per evaluation), ``checkpoint.pt`` (for resuming) and, once it has finished, ``summary.json``.
+Several runs make one table: mean ± standard error over seeds, per task and defence, written as
+JSON, CSV and Markdown.
 """
 
 from __future__ import annotations
@@ -22,11 +25,42 @@ from .errors import ExperimentError
 
 METRICS = ("acc_m", "acc_b")
 
+# the files of a run folder
+CHECKPOINT = "checkpoint.pt"
+RECORDS = "records.json"
+SUMMARY = "summary.json"
+CONFIG = "config.json"
+TABLE = "table"  # table.json / .csv / .md of a table1 folder
+
+
+def run_file(folder, name: str) -> Path:
+    """The path of one of a run folder's files (``CHECKPOINT``, ``RECORDS``, ``SUMMARY``, ``CONFIG``)."""
+    if name not in (CHECKPOINT, RECORDS, SUMMARY, CONFIG):
+        raise ValueError(f"{name!r} is not a run folder file")
+    return Path(folder) / name
+
+
+def is_finished(folder) -> bool:
+    """Whether the run in ``folder`` wrote its summary."""
+    return run_file(folder, SUMMARY).exists()
+
+
+def write_summary(folder, summary: dict) -> None:
+    ia.write_json_atomic(run_file(folder, SUMMARY), summary)
+
+
+def write_records(folder, records: list[dict]) -> None:
+    ia.write_json_atomic(run_file(folder, RECORDS), records)
+
+
+def write_description(folder, description: dict) -> None:
+    ia.write_json_atomic(run_file(folder, CONFIG), description)
+
 
 def load_summaries(folders) -> list[dict]:
     summaries = []
     for folder in folders:
-        for path in sorted(Path(folder).rglob("summary.json")):
+        for path in sorted(Path(folder).rglob(SUMMARY)):
             try:
                 summaries.append(json.loads(path.read_text()))
             except json.JSONDecodeError as exc:
