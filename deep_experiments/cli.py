@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import api, results
 from .config import SCALES, load_config, parse_assignment, render
-from .defences import TABLE1_ROWS, defence_names
+from .defences import TABLE1_ROWS, check_defence_name, defence_names
 from .errors import ExperimentError
 from .tasks import TASKS
 
@@ -31,6 +31,18 @@ def _params(assignments) -> dict:
 
 def _base_config(args, task: str) -> dict:
     return load_config(task, args.scale, config_file=args.config, overrides=list(args.set or []))
+
+
+def _run_config(args, base: dict, defence: str, seed: int) -> dict:
+    return api.run_config(
+        base,
+        defence,
+        seed=seed,
+        params=_params(getattr(args, "param", None)),
+        data=args.data,
+        download=args.download,
+        device=args.device,
+    )
 
 
 def _run(args, base: dict, defence: str, seed: int, out) -> dict:
@@ -62,11 +74,21 @@ def cmd_table1(args) -> int:
     defences = args.defences or list(TABLE1_ROWS.values())
     out = Path(args.out)
     base = _base_config(args, args.task)
+    for defence in defences:  # every name is checked before anything trains
+        check_defence_name(defence)
     for defence in defences:
         for seed in args.seeds:
             folder = out / defence / f"seed{seed}"
             if results.is_finished(folder) and not args.restart:
-                continue  # finished earlier: an interrupted table resumes where it stopped
+                wanted = _run_config(args, base, defence, seed)
+                have = results.load_summaries([folder])[0].get("config")
+                changed = results.config_differences(have, wanted)
+                if not changed:
+                    continue  # finished earlier with this configuration: the table resumes
+                raise ExperimentError(
+                    f"{folder} holds a finished run of another configuration ({'; '.join(changed[:5])}"
+                    f"{' ...' if len(changed) > 5 else ''}); use another --out, or --restart to discard it"
+                )
             s = _run(args, base, defence, seed, folder)
             print(
                 f"{defence:>18} seed {seed}: Acc_M {s['acc_m']:.3f}  Acc_B {s['acc_b']:.3f}  ({s['seconds']:.1f} s)",

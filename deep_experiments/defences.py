@@ -54,6 +54,9 @@ TABLE1_ROWS = {
 }
 
 
+EXCLUDES = {"tau_sum": ("tau",), "tau": ("tau_sum",), "trim": ("alpha",)}
+
+
 def defence_names() -> list[str]:
     return sorted(ia.available_rules()) + sorted(SETTINGS)
 
@@ -81,6 +84,13 @@ def resolve_defence(name: str, overrides: dict, cfg: dict, seed: int) -> dict:
     check_defence_name(name)
     rule = SETTINGS[name].rule if name in SETTINGS else name
     params = dict(cfg.get("defences", {}).get(name, {})) if name not in SETTINGS else {}
+    # a hyperparameter given for one run replaces the packaged ones it excludes: tau_sum is the
+    # other scale of tau, and the authors' trim fixes the kept positions (no alpha)
+    for given, excluded in EXCLUDES.items():
+        if given in overrides and (given != "trim" or overrides[given] == "authors"):
+            for key in excluded:
+                if key not in overrides:
+                    params.pop(key, None)
     params.update(overrides)
     accepted = inspect.signature(ia.RULES[rule].__init__).parameters
     if params.get("f") == "auto":

@@ -41,6 +41,7 @@ from .samples import FederatedTask, Samples
 from .tasks import build_task
 
 PHASES = ("local_train", "aggregation", "evaluation")
+CHECKPOINT_KEYS = {"fingerprint", "round", "model", "rule", "records", "timing"}
 
 
 def pick_device(name: str) -> torch.device:
@@ -157,7 +158,19 @@ class Run:
         self.defence = cfg["defence"]
         self.device = pick_device(cfg["runtime"]["device"])
         make_deterministic(self.device)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self._lock = results.RunFolderLock(self.out)  # this run owns the folder until it ends
+        try:
+            self._open(cfg, restart)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def close(self) -> None:
+        """Give up the run folder (another run may use it from now on)."""
+        self._lock.release()
+
+    def _open(self, cfg: dict, restart: bool) -> None:
+        results.remove_stale_temporaries(self.out)
         if restart:
             for name in (CHECKPOINT, RECORDS, SUMMARY):
                 results.run_file(self.out, name).unlink(missing_ok=True)
@@ -216,7 +229,15 @@ class Run:
         path = results.run_file(self.out, CHECKPOINT)
         if not path.exists():
             return None
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+            if not isinstance(state, dict) or not CHECKPOINT_KEYS <= set(state):
+                raise ValueError("it lacks the fields of a run checkpoint")
+        except Exception as exc:  # a truncated, corrupt or foreign file: torch raises many kinds
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise ExperimentError(
+                f"{path} is not a valid checkpoint of this package ({reason}); --restart discards it"
+            ) from None
         if state["fingerprint"] != self.fingerprint:
             raise ExperimentError(
                 f"{self.out} holds a run with another configuration (fingerprint {state['fingerprint']}, this "
@@ -315,11 +336,18 @@ class Run:
         return timing
 
     def run(self, *, stop_after: int | None = None, progress: bool | None = None) -> dict | None:
-        """Train to ``federation.rounds`` (from the checkpoint, if any) and write the summary.
-        ``stop_after``: leave after that round as a killed run would (for tests); returns None."""
+        """Train to ``federation.rounds`` (from the checkpoint, if any) and write the summary, then
+        give up the folder. ``stop_after``: leave after that round as a killed run would (for
+        tests); returns None."""
         fed = self.cfg["federation"]
         every = self.cfg["runtime"]["checkpoint_every"]
         show = self.cfg["runtime"]["progress"] if progress is None else progress
+        try:
+            return self._train(fed, every, show, stop_after)
+        finally:
+            self.close()
+
+    def _train(self, fed, every, show, stop_after) -> dict | None:
         results.write_description(self.out, self.describe())
         bar = tqdm(
             total=fed["rounds"],

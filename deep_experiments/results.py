@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -30,7 +31,57 @@ CHECKPOINT = "checkpoint.pt"
 RECORDS = "records.json"
 SUMMARY = "summary.json"
 CONFIG = "config.json"
+LOCK = ".lock"  # held (flock) by the run that owns the folder, for its whole life
 TABLE = "table"  # table.json / .csv / .md of a table1 folder
+
+
+class RunFolderLock:
+    """An exclusive lock on a run folder, held from construction until :meth:`release` (or until
+    the process ends: the operating system drops it with the file descriptor, so a killed run
+    never leaves a stale lock). A second run on the same folder is refused at once."""
+
+    def __init__(self, folder):
+        import fcntl
+
+        self.path = Path(folder) / LOCK
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a+")  # noqa: SIM115 - held for the run's life
+        except OSError as exc:
+            raise ExperimentError(
+                f"cannot use {folder} as a run folder: {exc.strerror}; choose another --out"
+            ) from None
+        try:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._fh.seek(0)
+            owner = self._fh.read().strip() or "another process"
+            self._fh.close()
+            raise ExperimentError(
+                f"{folder} is in use by another run ({owner}); wait for it to finish, or give this run another --out"
+            ) from None
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._fh.write(f"pid {os.getpid()}")
+        self._fh.flush()
+
+    def release(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __del__(self):
+        fh = getattr(self, "_fh", None)
+        if fh is not None and not fh.closed:
+            fh.close()
+
+
+def remove_stale_temporaries(folder) -> list[Path]:
+    """Delete the temporary files that an atomic write killed mid-way left behind (``.NAME.*.tmp``).
+    Only the folder's owner (holding :class:`RunFolderLock`) may call this."""
+    stale = [p for p in Path(folder).glob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def run_file(folder, name: str) -> Path:
@@ -76,26 +127,75 @@ def mean_se(values) -> tuple[float, float]:
     return float(values.mean()), (float(stats.sem(values)) if len(values) > 1 else math.nan)
 
 
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flat(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def comparable_config(config: dict | None) -> dict:
+    """What determines a run's results apart from its seed, as flat dotted settings (the runtime
+    section and the seed that weak DP's noise inherits from the run are left out)."""
+    if config is None:
+        return {}
+    flat = _flat({k: v for k, v in config.items() if k not in ("runtime", "seed")})
+    if flat.get("defence.params.seed") == config.get("seed"):
+        flat.pop("defence.params.seed", None)
+    return flat
+
+
+def config_differences(a: dict | None, b: dict | None) -> list[str]:
+    """The dotted settings in which two configurations differ, seeds aside ("key: a -> b")."""
+    fa, fb = comparable_config(a), comparable_config(b)
+    return [
+        f"{k}: {fa.get(k, '(unset)')!r} -> {fb.get(k, '(unset)')!r}"
+        for k in sorted(fa.keys() | fb.keys())
+        if fa.get(k) != fb.get(k)
+    ]
+
+
+def _group_key(config: dict | None) -> str:
+    return json.dumps(comparable_config(config), sort_keys=True, default=str)
+
+
 def table(summaries: list[dict]) -> list[dict]:
-    """One row per (task, defence): n seeds, mean and standard error of Acc_M and Acc_B."""
+    """One row per (task, defence, configuration): n seeds, mean and standard error of Acc_M and
+    Acc_B. Runs of one defence under different configurations are never averaged together: each
+    configuration gets its own row, and ``differs`` names the settings that set it apart from the
+    other rows of that task and defence."""
     groups = defaultdict(list)
     for s in summaries:
-        groups[(s["task"], s["defence"])].append(s)
+        groups[(s["task"], s["defence"], _group_key(s.get("config")))].append(s)
     label = {v: k for k, v in TABLE1_ROWS.items()}
     order = list(TABLE1_ROWS.values())
     rows = []
-    for (task, defence), runs in sorted(
-        groups.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]) if kv[0][1] in order else len(order))
+    for (task, defence, key), runs in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]) if kv[0][1] in order else len(order), kv[0][2])
     ):
         seeds = sorted(r["seed"] for r in runs)
         if len(set(seeds)) != len(seeds):
             raise ExperimentError(f"{task}/{defence}: seed listed twice ({seeds}); give each run its own folder")
+        siblings = [k for (t, d, k) in groups if (t, d) == (task, defence) and k != key]
+        mine, others = json.loads(key), [json.loads(k) for k in siblings]
+        differs = sorted(
+            {
+                f"{name}={mine.get(name, '(unset)')!r}"
+                for o in others
+                for name in mine.keys() | o.keys()
+                if mine.get(name) != o.get(name)
+            }
+        )
         row = {
             "task": task,
             "defence": defence,
             "row": label.get(defence, defence),
             "seeds": seeds,
             "rounds": sorted({r["rounds"] for r in runs}),
+            "differs": differs,
         }
         for m in METRICS:
             row[m], row[f"{m}_se"] = mean_se([r[m] for r in runs])
@@ -104,7 +204,11 @@ def table(summaries: list[dict]) -> list[dict]:
 
 
 def to_markdown(rows: list[dict]) -> str:
-    out = ["| task | Table 1 row | defence | seeds | Acc_M | Acc_B |", "|---|---|---|---|---|---|"]
+    split = any(r.get("differs") for r in rows)
+    out = [
+        "| task | Table 1 row | defence | seeds | Acc_M | Acc_B |" + (" configuration |" if split else ""),
+        "|---|---|---|---|---|---|" + ("---|" if split else ""),
+    ]
 
     def fmt(m, se):
         return f"{m:.3f} ± {se:.3f}" if not math.isnan(se) else f"{m:.3f}"
@@ -113,6 +217,7 @@ def to_markdown(rows: list[dict]) -> str:
         out.append(
             f"| {r['task']} | {r['row']} | `{r['defence']}` | {len(r['seeds'])} | "
             f"{fmt(r['acc_m'], r['acc_m_se'])} | {fmt(r['acc_b'], r['acc_b_se'])} |"
+            + (f" {', '.join(r.get('differs', [])) or '(others differ)'} |" if split else "")
         )
     return "\n".join(out) + "\n"
 

@@ -89,18 +89,17 @@ def row_sq_norms(t, rows):
 
 def closest_to_median_mean(t, rows, beta):
     """Bulyan's coordinate phase: per column, the mean of the beta values nearest the median
-    (even count: midpoint of the two middle values); ties broken by sorted position."""
+    (even count: midpoint of the two middle values). A value at the same distance as another is
+    taken lower value first (the values are sorted, and the stable sort by distance keeps that
+    order), so repeated values never push a strictly nearer one out."""
     n = rows.numel()
     out = torch.empty(t.shape[1], dtype=t.dtype, device=t.device)
     lo, hi = (n - 1) // 2, n // 2 + 1
     for c0, c1, block in _blocks(t, rows):
         srt = torch.sort(block, dim=0).values.to(torch.float64)
         med = srt[lo:hi].mean(0, keepdim=True)
-        # the beta nearest values form a contiguous run of the sorted column; pick the run
-        # whose farthest member is nearest (earliest run on ties)
-        spread = torch.stack([torch.maximum(med[0] - srt[s], srt[s + beta - 1] - med[0]) for s in range(n - beta + 1)])
-        best = torch.argmin(spread, dim=0)
-        # sum the run itself: prefix sums would carry an outlier's rounding into the result
-        total = sum(srt.gather(0, (best + k)[None, :])[0] for k in range(beta))
-        out[c0:c1] = (total / beta).to(t.dtype)
+        nearest = torch.argsort((srt - med).abs(), dim=0, stable=True)[:beta]
+        # sum the kept values themselves: prefix sums would carry an outlier's rounding along
+        kept = torch.sort(srt.gather(0, nearest), dim=0).values
+        out[c0:c1] = (kept.sum(0) / beta).to(t.dtype)
     return out

@@ -3,6 +3,7 @@ package's kernels (plain numpy and Python, float64, exact rational thresholds)."
 
 from __future__ import annotations
 
+import itertools
 import math
 from fractions import Fraction
 
@@ -79,15 +80,23 @@ def bulyan(x: np.ndarray, f: int) -> np.ndarray:
         chosen.append(best)
         remaining.remove(best)
     sel = x[sorted(chosen)].astype(np.float64)
-    beta = n - 4 * f
-    out = []
-    for j in range(x.shape[1]):
-        col = np.sort(sel[:, j])
-        m = len(col)
-        med = (col[(m - 1) // 2] + col[m // 2]) / 2
-        best = min(range(m - beta + 1), key=lambda s: (max(med - col[s], col[s + beta - 1] - med), s))
-        out.append(math.fsum(col[best : best + beta]) / beta)
-    return np.array(out)
+    return np.array([closest_to_median_mean(sel[:, j], n - 4 * f) for j in range(x.shape[1])])
+
+
+def closest_to_median_mean(values: np.ndarray, beta: int) -> float:
+    """Bulyan's coordinate phase from its definition (El Mhamdi et al. 2018): the mean of the beta
+    values closest to the median, found by brute force over every beta-subset in exact rational
+    arithmetic. The closest beta values are the subset with the least total distance; among
+    equally close subsets (a value at the same distance on either side) the lower values win."""
+    vals = [Fraction(float(v)) for v in values]
+    srt = sorted(vals)
+    m = len(srt)
+    med = (srt[(m - 1) // 2] + srt[m // 2]) / 2
+    best = min(
+        itertools.combinations(range(m), beta),
+        key=lambda idx: (sum(abs(vals[i] - med) for i in idx), sum(vals[i] for i in idx)),
+    )
+    return float(sum(vals[i] for i in best) / beta)
 
 
 def weiszfeld(x: np.ndarray, w: np.ndarray, nu: float, iters: int) -> np.ndarray:

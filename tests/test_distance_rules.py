@@ -5,6 +5,7 @@ import pytest
 import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import invariant_aggregator as ia
 from invariant_aggregator import functional as F
@@ -167,3 +168,20 @@ def test_read_only_input_is_used_without_copy():
     x = np.random.default_rng(0).normal(size=(5, 30))
     x.flags.writeable = False
     np.testing.assert_allclose(ia.make("median")(x), np.median(x, axis=0))
+
+
+def test_bulyan_keeps_the_values_nearest_the_median_when_values_repeat():
+    # colluders submit identical rows; a minimax run choice dropped a strictly nearer value (-1.2)
+    x = np.array([0.0, 1.0, 0.0, -2.0, 1.0, 1.0, -2.0, -2.0, -2.0])[:, None]
+    assert ia.make("bulyan", f=1)(x)[0] == 0.0
+    assert oracles.bulyan(x, 1)[0] == 0.0
+
+
+@given(data=st.data())
+def test_bulyan_matches_the_definition_with_repeated_values(data, target):
+    f = data.draw(st.integers(0, 2))
+    n = data.draw(st.integers(4 * f + 3, 4 * f + 5))
+    values = st.sampled_from([-2.0, -1.0, 0.0, 0.5, 1.0, 2.0])  # ties and duplicated rows are the rule here
+    x = data.draw(hnp.arrays(np.float64, (n, 2), elements=values))
+    out = to_numpy(ia.make("bulyan", f=f, backend=target[1])(to_target(x, target)))
+    np.testing.assert_allclose(out, oracles.bulyan(x, f), rtol=0, atol=1e-12)

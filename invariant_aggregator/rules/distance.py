@@ -132,7 +132,7 @@ class Bulyan(_KrumFamily):
        pick leaves it; scores use the max(1, r - f - 2) nearest of the r - 1 others; exact
        ties, which one neighbour makes common, go by the updates' values, not client order).
     2. Per coordinate, average the beta = theta - 2f values closest to the median of the
-       selected values (even count: midpoint median; ties: the lower-sorted run).
+       selected values (even count: midpoint median; a value as near as another: the lower one first).
 
     Example
         >>> import numpy as np, invariant_aggregator as ia
