@@ -101,8 +101,6 @@ class BackdoorSource:
     ``clean_train`` / ``clean_test`` are the clean (inputs, labels) arrays of image and tabular
     tasks (None for text)."""
 
-    task: str
-    modality: str  # "image", "text" or "tabular"
     target: int
     edge_case: Callable[[], tuple[Any, Any]]
     clean_train: tuple[np.ndarray, np.ndarray] | None = None

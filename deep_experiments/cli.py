@@ -33,30 +33,19 @@ def _base_config(args, task: str) -> dict:
     return load_config(task, args.scale, config_file=args.config, overrides=list(args.set or []))
 
 
-def _run_config(args, base: dict, defence: str, seed: int) -> dict:
-    return api.run_config(
-        base,
-        defence,
-        seed=seed,
-        params=_params(getattr(args, "param", None)),
-        data=args.data,
-        download=args.download,
-        device=args.device,
-    )
+def _run_options(args) -> dict:
+    """What the flags say about every run of the command besides its defence and seed."""
+    return {
+        "params": _params(getattr(args, "param", None)),
+        "data": args.data,
+        "download": args.download,
+        "device": args.device,
+    }
 
 
 def _run(args, base: dict, defence: str, seed: int, out) -> dict:
     return api.run(
-        base,
-        defence,
-        seed=seed,
-        out=out,
-        params=_params(getattr(args, "param", None)),
-        data=args.data,
-        download=args.download,
-        device=args.device,
-        restart=args.restart,
-        progress=not args.no_progress,
+        base, defence, seed=seed, out=out, restart=args.restart, progress=not args.no_progress, **_run_options(args)
     )
 
 
@@ -80,7 +69,7 @@ def cmd_table1(args) -> int:
         for seed in args.seeds:
             folder = out / defence / f"seed{seed}"
             if results.is_finished(folder) and not args.restart:
-                wanted = _run_config(args, base, defence, seed)
+                wanted = api.run_config(base, defence, seed=seed, **_run_options(args))
                 have = results.load_summaries([folder])[0].get("config")
                 changed = results.config_differences(have, wanted)
                 if not changed:

@@ -17,6 +17,7 @@ ignored setting.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -49,12 +50,18 @@ def packaged_layers(task: str, scale: str) -> list[Path]:
     return [_configs() / "defences.toml", _configs() / f"{task}.toml", _configs() / f"{task}-{scale}.toml"]
 
 
-def packaged(task: str, scale: str = "small") -> dict:
-    """The packaged configuration of a task at a scale (the layers merged, nothing else)."""
+@functools.cache
+def _packaged_layers_merged(task: str, scale: str) -> dict:
     cfg: dict = {}
     for path in packaged_layers(task, scale):
         cfg = _merge(cfg, _load(path))
     return cfg
+
+
+def packaged(task: str, scale: str = "small") -> dict:
+    """The packaged configuration of a task at a scale (the layers merged, nothing else); the
+    files are read once per process, each caller gets its own copy."""
+    return copy.deepcopy(_packaged_layers_merged(task, scale))
 
 
 def _load(path) -> dict:
@@ -138,28 +145,33 @@ def validate(cfg: dict, schema: dict) -> dict:
     return cfg
 
 
-def with_overrides(cfg: dict, overrides) -> dict:
-    """A validated copy of ``cfg`` with dotted overrides applied: a mapping ``{"federation.rounds": 5}``
-    of values, or an iterable of ``"section.key=value"`` strings (TOML literals)."""
-    out = copy.deepcopy(cfg)
+def _apply(cfg: dict, overrides) -> dict:
+    """``cfg`` with dotted overrides applied in place: a mapping ``{"federation.rounds": 5}`` of
+    values, or an iterable of ``"section.key=value"`` strings (TOML literals)."""
     if isinstance(overrides, Mapping):
         for path, value in overrides.items():
-            set_value(out, path, value)
+            set_value(cfg, path, value)
     else:
         for assignment in overrides or ():
-            set_dotted(out, assignment)
-    return validate(out, packaged(out["task"], out.get("scale", "small")))
+            set_dotted(cfg, assignment)
+    return cfg
+
+
+def with_overrides(cfg: dict, overrides) -> dict:
+    """A validated copy of ``cfg`` with dotted overrides applied (see :func:`_apply`)."""
+    out = _apply(copy.deepcopy(cfg), overrides)
+    return validate(out, _packaged_layers_merged(out["task"], out["scale"]))
 
 
 def resolve(task: str, scale: str = "small", config_file=None, overrides=()) -> dict:
-    """The full configuration of a run: packaged layers <- user file <- overrides."""
+    """The full configuration of a run: packaged layers <- user file <- overrides, validated once."""
     cfg = packaged(task, scale)
     if config_file:
         user = _load(config_file)
         if user.get("task", task) != task:
             raise ExperimentError(f"{config_file} is a configuration for task {user['task']!r}, not {task!r}")
         cfg = _merge(cfg, user)
-    return with_overrides(validate(cfg, packaged(task, scale)), overrides)
+    return validate(_apply(cfg, overrides), _packaged_layers_merged(task, scale))
 
 
 def load_config(task: str, scale: str = "small", *, config_file=None, overrides=None) -> dict:

@@ -25,14 +25,11 @@ class Setting:
 
     rule: str
     overrides: dict = field(default_factory=dict)  # dotted configuration overrides
-    description: str = ""
 
 
 SETTINGS = {
-    "no_attack": Setting("fedavg", {"federation.malicious_fraction": 0.0}, "FedAvg with no malicious client"),
-    "freeze_layers": Setting(
-        "fedavg", {"federation.freeze_to_last_layer": True}, "FedAvg; clients train only the last layer"
-    ),
+    "no_attack": Setting("fedavg", {"federation.malicious_fraction": 0.0}),  # no malicious client
+    "freeze_layers": Setting("fedavg", {"federation.freeze_to_last_layer": True}),  # last layer only
 }
 
 # Table 1's row labels, in the paper's order, and the defence that runs each
@@ -54,7 +51,14 @@ TABLE1_ROWS = {
 }
 
 
-EXCLUDES = {"tau_sum": ("tau",), "tau": ("tau_sum",), "trim": ("alpha",)}
+def _excluded_by(key: str, value) -> tuple[str, ...]:
+    """The packaged hyperparameters that a value given for one run replaces: tau_sum is the other
+    scale of tau, and the authors' trim fixes the kept positions (no alpha)."""
+    if key in ("tau", "tau_sum"):
+        return ({"tau": "tau_sum", "tau_sum": "tau"}[key],)
+    if key == "trim" and value == "authors":
+        return ("alpha",)
+    return ()
 
 
 def defence_names() -> list[str]:
@@ -84,13 +88,10 @@ def resolve_defence(name: str, overrides: dict, cfg: dict, seed: int) -> dict:
     check_defence_name(name)
     rule = SETTINGS[name].rule if name in SETTINGS else name
     params = dict(cfg.get("defences", {}).get(name, {})) if name not in SETTINGS else {}
-    # a hyperparameter given for one run replaces the packaged ones it excludes: tau_sum is the
-    # other scale of tau, and the authors' trim fixes the kept positions (no alpha)
-    for given, excluded in EXCLUDES.items():
-        if given in overrides and (given != "trim" or overrides[given] == "authors"):
-            for key in excluded:
-                if key not in overrides:
-                    params.pop(key, None)
+    for key, value in overrides.items():
+        for replaced in _excluded_by(key, value):
+            if replaced not in overrides:
+                params.pop(replaced, None)
     params.update(overrides)
     accepted = inspect.signature(ia.RULES[rule].__init__).parameters
     if params.get("f") == "auto":

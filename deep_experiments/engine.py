@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 import invariant_aggregator as ia
 
 from . import results
-from .attacks import Attack, ClientContext, RoundView, build_attack
+from .attacks import Attack, ClientContext, RoundView, build_attack, clean_batches
 from .config import fingerprint
 from .defences import build_rule
 from .errors import ExperimentError
@@ -84,23 +84,20 @@ def local_train(
     cfg: dict,
     generator: torch.Generator,
     *,
-    attack: Attack | None,
-    layout: ia.ParameterLayout,
-    anchor: torch.Tensor,
     device: torch.device,
-    round: int = 0,
-    client: int = -1,
+    attack: Attack | None = None,
+    ctx: ClientContext | None = None,
 ) -> None:
     """One client's local epochs, in place. ``attack`` is None for a benign client; for a
-    malicious one it chooses the batches and acts after every step (e.g. PGD's projection)."""
+    malicious one (with its ``ctx``) it chooses the batches and acts after every step (e.g.
+    PGD's projection)."""
     train = cfg["train"]
     model.train()
     opt = _optimizer([p for p in model.parameters() if p.requires_grad], train)
     loss_fn = nn.CrossEntropyLoss()
-    source = attack if attack is not None else Attack()
-    ctx = ClientContext(round, client, layout, anchor)
     for _ in range(train["local_epochs"]):
-        for batch in source.batches(task, indices, train["batch_size"], generator):
+        epoch = (attack.batches if attack is not None else clean_batches)(task, indices, train["batch_size"], generator)
+        for batch in epoch:
             inputs = task.prepare(batch.inputs, augment=True, generator=generator)
             with _autocast(device, train["amp"]):
                 loss = loss_fn(model(inputs), batch.labels)
@@ -284,22 +281,14 @@ class Run:
             self.worker.load_state_dict(global_state)
             gen = torch.Generator().manual_seed(_seed_of(self.seed, 4, r, c))
             attack = self.attack if c in self.malicious else None
-            local_train(
-                self.worker,
-                self.task,
-                self.task.clients[c],
-                cfg,
-                gen,
-                attack=attack,
-                layout=self.layout,
-                anchor=anchor,
-                device=dev,
-                round=r,
-                client=c,
-            )
-            torch.sub(anchor, self.layout.flatten(self.worker), out=updates[j])
+            ctx = ClientContext(r, c, self.layout, anchor) if attack is not None else None
+            local_train(self.worker, self.task, self.task.clients[c], cfg, gen, device=dev, attack=attack, ctx=ctx)
+            row = updates[j]
+            torch.sub(anchor, self.layout.flatten(self.worker), out=row)
             if attack is not None:
-                updates[j] = attack.shape_update(updates[j], ClientContext(r, c, self.layout, anchor))
+                shaped = attack.shape_update(row, ctx)
+                if shaped is not row:  # no evasion returns the row itself: nothing to copy
+                    row.copy_(shaped)
             if fed["buffers"] == "mean":
                 buffers.append({n: b.detach().clone() for n, b in self.worker.named_buffers()})
         if not torch.isfinite(updates).all():

@@ -70,9 +70,8 @@ class RunFolderLock:
             self._fh.close()
 
     def __del__(self):
-        fh = getattr(self, "_fh", None)
-        if fh is not None and not fh.closed:
-            fh.close()
+        if hasattr(self, "_fh"):  # a failed open never set it
+            self.release()
 
 
 def remove_stale_temporaries(folder) -> list[Path]:

@@ -59,14 +59,16 @@ def _download_dir(cfg):
     return (cfg["data"]["root"] or ".") if cfg["data"].get("download") else None
 
 
-def _edge_case_source(cfg) -> dict:
-    """Where the edge-case files come from: folder, download target, digest check."""
+def _edge_case_files(cfg, load):
+    """A loader of the edge-case files (train, test) through ``load(split, folder=, verify=,
+    download_to=)``: the folder, download target and digest check come from the configuration."""
     a = cfg["attack"]
-    return {
+    where = {
         "folder": a["edge_case_dir"] or None,
         "verify": a["verify_edge_case"],
         "download_to": (a["edge_case_dir"] or ".") if cfg["data"].get("download") else None,
     }
+    return lambda: tuple(load(split, **where) for split in ("train", "test"))
 
 
 def build_cifar10(cfg, rng: np.random.Generator, attack: CompositeAttack) -> FederatedTask:
@@ -80,10 +82,8 @@ def build_cifar10(cfg, rng: np.random.Generator, attack: CompositeAttack) -> Fed
     clients = partition.dirichlet_partition(y_tr, cfg["federation"]["n_clients"], d["dirichlet_alpha"], rng)
     target = a["target_label"]
     source = BackdoorSource(
-        "cifar10",
-        "image",
         target,
-        lambda: tuple(edge_case.southwest_images(split, **_edge_case_source(cfg)) for split in ("train", "test")),
+        _edge_case_files(cfg, edge_case.southwest_images),
         (x_tr, y_tr),
         (x_te, y_te),
     )
@@ -129,10 +129,8 @@ def build_twitter(cfg, rng: np.random.Generator, attack: CompositeAttack) -> Fed
         raise ExperimentError("the chosen users have no test tweets in test/*.json")
     target = a["target_label"]
     source = BackdoorSource(
-        "twitter",
-        "text",
         target,
-        lambda: tuple(edge_case.lanthimos_tweets(split, **_edge_case_source(cfg)) for split in ("train", "test")),
+        _edge_case_files(cfg, edge_case.lanthimos_tweets),
     )
     edge_tr, edge_te = attack.backdoor_inputs(source)
     texts = [t for u in chosen for t in train[u][0]]
@@ -189,8 +187,6 @@ def _tabular_task(cfg, attack, clients_x, clients_y, x_test, y_test, trigger, fe
         return out
 
     source = BackdoorSource(
-        cfg["task"],
-        "tabular",
         benign,
         lambda: (poisoned(x_pool, y_pool), poisoned(x_test, y_test)),
         (x_pool, y_pool),
@@ -203,8 +199,8 @@ def _tabular_task(cfg, attack, clients_x, clients_y, x_test, y_test, trigger, fe
         tensor_samples(x_pool, y_pool),
         _client_ranges([len(y) for y in clients_y]),
         tensor_samples(x_test, y_test),
-        tensor_samples(bd_tr, np.full(len(bd_tr), benign)),
-        tensor_samples(bd_te, np.full(len(bd_te), benign)),
+        _labelled(bd_tr, benign),
+        _labelled(bd_te, benign),
         benign,
         partial(MLP, x_pool.shape[1], tuple(cfg["model"]["hidden"])),
         info={

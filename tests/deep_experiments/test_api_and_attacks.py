@@ -9,12 +9,12 @@ import torch
 import deep_experiments as de
 import invariant_aggregator as ia
 from deep_experiments import attacks, results
+from deep_experiments.config import parse_assignment
 from deep_experiments.errors import ExperimentError
 
 from .helpers import TINY_PHISHING, config
 
-TINY = dict(s.split("=", 1) for s in TINY_PHISHING)
-TINY = {k: (False if v == "false" else int(v)) for k, v in TINY.items()}
+TINY = dict(parse_assignment(s, "--set") for s in TINY_PHISHING)  # the same settings as a mapping
 
 
 def test_run_is_a_function_call_returning_what_it_writes(tmp_path):
@@ -129,5 +129,8 @@ def test_observe_sees_each_round_before_training(tmp_path):
     run.step()
     run.step()
     assert [s[0] for s in seen] == [1, 2]
-    assert seen[0][1] == tuple(run.sample_clients(1)) and set(seen[0][2]) <= run.malicious
+    for r in (1, 2):
+        clients = tuple(run.sample_clients(r))
+        assert seen[r - 1][1] == clients and seen[r - 1][2] == tuple(c for c in clients if c in run.malicious)
+    assert any(seen[r][2] for r in (0, 1))  # the view names attackers (4 of 10 clients are malicious)
     assert torch.equal(seen[0][3], before) and not torch.equal(seen[1][3], before)

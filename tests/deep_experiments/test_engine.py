@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import invariant_aggregator as ia
 from deep_experiments import ExperimentError, Run, build_attack, evaluate, local_train, project_to_ball
+from deep_experiments.attacks import ClientContext
 from deep_experiments.engine import _seed_of
 from deep_experiments.results import CHECKPOINT
 
@@ -30,17 +31,7 @@ def test_server_step_with_one_client_reproduces_its_local_model(tmp_path):
     replay = run.task.make_model()
     replay.load_state_dict(run.model.state_dict())
     gen = torch.Generator().manual_seed(_seed_of(0, 4, 1, client))
-    local_train(
-        replay,
-        run.task,
-        run.task.clients[client],
-        cfg,
-        gen,
-        attack=None,
-        layout=run.layout,
-        anchor=run.layout.flatten(run.model),
-        device=run.device,
-    )
+    local_train(replay, run.task, run.task.clients[client], cfg, gen, device=run.device)  # benign
     run.step()
     for name, p in run.model.named_parameters():
         assert not torch.equal(p, start[name])
@@ -90,16 +81,10 @@ def test_malicious_batches_hold_backdoor_per_batch_samples(tmp_path, k):
     spy = _Spy(run.task.make_model())
     gen = torch.Generator().manual_seed(1)
     col, value = run.task.info["trigger_column"], cfg["data"]["trigger_value"]
+    layout = ia.ParameterLayout.of(spy)
+    ctx = ClientContext(1, 0, layout, layout.flatten(spy))
     local_train(
-        spy,
-        run.task,
-        run.task.clients[0],
-        cfg,
-        gen,
-        attack=build_attack(cfg["attack"]),
-        layout=ia.ParameterLayout.of(spy),
-        anchor=ia.ParameterLayout.of(spy).flatten(spy),
-        device=run.device,
+        spy, run.task, run.task.clients[0], cfg, gen, device=run.device, attack=build_attack(cfg["attack"]), ctx=ctx
     )
     clean_rows = sum(int((b[:, col] != value).sum()) for b in spy.batches)
     for b in spy.batches:
