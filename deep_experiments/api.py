@@ -35,8 +35,8 @@ def run_config(
     data location, the defence's own settings (``no_attack``: no malicious client;
     ``freeze_layers``: clients train the last layer only) and the device applied, the seed, and
     the defence with its hyperparameters resolved (packaged defaults <- ``params``)."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ExperimentError(f"seed must be an integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
+        raise ExperimentError(f"seed must be an integer in [0, 2**63), got {seed!r}")
     base = {k: v for k, v in config.items() if k not in RUN_KEYS}
     overrides = data_overrides(base["task"], data, download) | setting_overrides(defence)
     if device is not None:

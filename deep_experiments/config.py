@@ -133,8 +133,99 @@ def set_dotted(cfg: dict, assignment: str) -> None:
     set_value(cfg, path, value)
 
 
+# The range of every numeric setting, beside the schema's types: (lowest, highest), None for
+# no bound, a bound in a tuple ``(b,)`` is excluded. Checked before any data is loaded.
+RANGES: dict[str, tuple] = {
+    "federation.n_clients": (1, None),
+    "federation.clients_per_round": (1, None),
+    "federation.malicious_fraction": (0, 1),
+    "federation.rounds": (1, None),
+    "federation.eval_every": (1, None),
+    "federation.server_lr": ((0,), None),
+    "train.lr": ((0,), None),
+    "train.momentum": (0, (1,)),
+    "train.weight_decay": (0, None),
+    "train.batch_size": (1, None),
+    "train.local_epochs": (1, None),
+    "train.eval_batch_size": (1, None),
+    "attack.target_label": (0, None),
+    "attack.backdoor_per_batch": (0, None),
+    "attack.scale": ((0,), None),
+    "attack.pgd_eps": (0, None),
+    "attack.pattern_size": (1, None),
+    "runtime.checkpoint_every": (1, None),
+    "data.test_fraction": ((0,), (1,)),
+    "data.dirichlet_alpha": (0, None),  # 0: an IID split
+    "data.samples_per_client": (1, None),
+    "data.n_test": (1, None),
+    "data.n_features": (1, None),
+    "data.trigger_nonzero": (0, 1),
+    "data.signal": (0, None),
+    "data.heterogeneity": (0, None),
+    "data.trigger_feature": (0, None),
+    "data.trigger_index_base": (0, 1),
+    "data.max_train": (0, None),  # 0: all
+    "data.max_test": (0, None),
+    "data.embedding_dim": (1, None),
+    "data.min_samples_per_user": (1, None),
+    "data.max_len": (1, None),
+    "model.hidden": (1, None),  # each width, for a list
+    "model.layers": (1, None),
+    "model.width": (1, None),
+}
+CLASSES = {"cifar10": 10, "twitter": 2, "phishing": 2, "spambase": 2}
+
+
+def _interval(low, high) -> str:
+    lo = "(-inf" if low is None else (f"({low[0]}" if isinstance(low, tuple) else f"[{low}")
+    hi = "inf)" if high is None else (f"{high[0]})" if isinstance(high, tuple) else f"{high}]")
+    return f"{lo}, {hi}"
+
+
+def _in_range(value, low, high) -> bool:
+    if not math.isfinite(value):
+        return False
+    if low is not None and (value <= low[0] if isinstance(low, tuple) else value < low):
+        return False
+    return high is None or (value < high[0] if isinstance(high, tuple) else value <= high)
+
+
+def check_ranges(cfg: dict) -> None:
+    """Every numeric setting inside its range (:data:`RANGES`), and the settings that depend on
+    each other consistent; one ExperimentError naming the setting, its range and its value."""
+    for path, (low, high) in RANGES.items():
+        section, key = path.split(".")
+        if key not in cfg.get(section, {}):
+            continue
+        value = cfg[section][key]
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not _in_range(v, low, high):
+                raise ExperimentError(f"setting {path!r} must lie in {_interval(low, high)}, got {value!r}")
+    fed, attack = cfg.get("federation", {}), cfg.get("attack", {})
+    if fed.get("clients_per_round", 0) > fed.get("n_clients", math.inf):
+        raise ExperimentError(
+            f"federation.clients_per_round = {fed['clients_per_round']} exceeds federation.n_clients = "
+            f"{fed['n_clients']}; sample at most every client"
+        )
+    classes = CLASSES.get(cfg.get("task"))
+    if classes is not None and attack.get("target_label", 0) >= classes:
+        raise ExperimentError(
+            f"attack.target_label = {attack['target_label']} is not a class of the {cfg['task']} task "
+            f"(labels 0..{classes - 1})"
+        )
+    data = cfg.get("data", {})
+    if "n_features" in data and "trigger_feature" in data:
+        col = data["trigger_feature"] - data["trigger_index_base"]
+        if not 0 <= col < data["n_features"]:
+            raise ExperimentError(
+                f"data.trigger_feature = {data['trigger_feature']} ({data['trigger_index_base']}-based) is not one "
+                f"of the data.n_features = {data['n_features']} columns"
+            )
+
+
 def validate(cfg: dict, schema: dict) -> dict:
-    """Check every setting's name and type against ``schema`` (a packaged configuration)."""
+    """Check every setting's name and type against ``schema`` (a packaged configuration), and
+    every numeric setting's range (:func:`check_ranges`)."""
     # [defences.*] may name any hyperparameter of a rule, in any type: the rule validates them
     _check_against(
         {k: v for k, v in schema.items() if k != "defences"}, {k: v for k, v in cfg.items() if k != "defences"}, ""
@@ -142,6 +233,7 @@ def validate(cfg: dict, schema: dict) -> dict:
     for name, params in cfg.get("defences", {}).items():
         if not isinstance(params, dict):
             raise ExperimentError(f"defences.{name} must be a table of the rule's hyperparameters")
+    check_ranges(cfg)
     return cfg
 
 

@@ -34,7 +34,7 @@ def data_overrides(task: str, data=None, download: bool = False) -> dict:
         raise ExperimentError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     overrides: dict = {}
     if download:
-        if task not in ("cifar10", "twitter"):
+        if task not in ("cifar10", "twitter", "spambase"):
             raise ExperimentError(f"--download: the {task} task has nothing to download")
         overrides["data.download"] = True
     if data is not None:
@@ -136,6 +136,8 @@ def build_twitter(cfg, rng: np.random.Generator, attack: CompositeAttack) -> Fed
     texts = [t for u in chosen for t in train[u][0]]
     tokens = {tok for t in (*texts, *test_texts, *edge_tr, *edge_te) for tok in sent140.tokenize(t)}
     index, matrix = sent140.build_vocabulary(sent140.load_glove(d["glove"], d["embedding_dim"], tokens))
+    oov_rate = _oov_rate(texts, index)
+    sent140.check_coverage(oov_rate, d["glove"])
 
     def samples(tx, labels):
         ids, lengths = sent140.encode(tx, index, d["max_len"])
@@ -156,7 +158,7 @@ def build_twitter(cfg, rng: np.random.Generator, attack: CompositeAttack) -> Fed
             "train": len(texts),
             "test": len(test_texts),
             "vocabulary": len(index),
-            "oov_rate": _oov_rate(texts, index),
+            "oov_rate": oov_rate,
         },
     )
 
@@ -273,7 +275,9 @@ def build_phishing(cfg, rng: np.random.Generator, attack: CompositeAttack) -> Fe
 
 def build_spambase(cfg, rng: np.random.Generator, attack: CompositeAttack) -> FederatedTask:
     d = cfg["data"]
-    x, y, names = tabular.load_spambase(d["path"] or None)
+    target = Path(d["path"] or ".").expanduser()
+    download_to = (target if not target.suffix else target.parent) if d["download"] else None
+    x, y, names = tabular.load_spambase(d["path"] or None, download_to=download_to)
     trigger = _trigger_column(d, x.shape[1])
     xs, ys, x_te, y_te = _split_table(cfg, rng, x, y)
     return _tabular_task(cfg, attack, xs, ys, x_te, y_te, trigger, names)

@@ -115,8 +115,11 @@ def sign_sum(x, rows, out, block, n_chunks):
 
 
 @njit(parallel=True, cache=True)
-def weighted_row_sum(x, rows, coef, out, block, n_chunks):
-    """out[j] = sum_r coef[r] * x[rows[r], j], accumulated in float64."""
+def weighted_row_sum(x, rows, coef, divisor, out, block, n_chunks):
+    """out[j] = (sum_r coef[r] * x[rows[r], j]) / divisor, accumulated in float64.
+
+    Dividing once at the end (not multiplying by coef / divisor) keeps a mean of equal rows
+    equal to the row and mean(1, 4, 7) equal to 4."""
     n = rows.shape[0]
     d = x.shape[1]
     n_blocks = (d + block - 1) // block
@@ -139,10 +142,40 @@ def weighted_row_sum(x, rows, coef, out, block, n_chunks):
                     chk[j] += v - v
                     acc[j] += k * v
             for j in range(w):
-                out[j0 + j] = acc[j]
+                out[j0 + j] = acc[j] / divisor
                 if chk[j] != 0:
                     bad[c] += 1
     return bad.sum()
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+def row_sq_distances_to(x, rows, z, block, n_chunks):
+    """|x_r - z|^2 for each selected row against one float64 vector z, in float64.
+    Returns (squared distances, chunks with NaN/Inf in x)."""
+    n = rows.shape[0]
+    d = x.shape[1]
+    n_blocks = (d + block - 1) // block
+    partial = np.zeros((n_chunks, n))
+    bad = np.zeros(n_chunks, np.int64)
+    for c in prange(n_chunks):
+        buf = np.empty((n, block), np.float64)
+        b0, b1 = _blocks_of(c, n_chunks, n_blocks)
+        for b in range(b0, b1):
+            j0 = b * block
+            w = min(block, d - j0)
+            if _load_f64(x, rows, j0, w, buf):
+                bad[c] += 1
+            for i in range(n):
+                s = 0.0
+                for j in range(w):
+                    t = buf[i, j] - z[j0 + j]
+                    s += t * t
+                partial[c, i] += s
+    out = np.zeros(n)
+    for c in range(n_chunks):
+        for i in range(n):
+            out[i] += partial[c, i]
+    return out, bad.sum()
 
 
 @njit(cache=True)

@@ -114,9 +114,19 @@ def as_stack(updates: Any, *, min_clients: int = 1, rule: str = "aggregation") -
 
     Finiteness is not checked here: the kernels check it in the same pass that reads the data.
     """
+    if isinstance(updates, np.ma.MaskedArray):
+        raise AggregatorError(
+            f"{rule}: updates are a numpy masked array; a rule cannot honour the mask (it would be silently "
+            "ignored). Drop the masked clients' rows, or fill them: updates.filled(...) / np.ma.compress_rows"
+        )
     if isinstance(updates, np.ndarray):
         was_numpy = True
         array = updates
+        if array.dtype.type in SUPPORTED_DTYPES and (
+            not array.dtype.isnative or any(stride < 0 for stride in array.strides)
+        ):
+            # legitimate arrays the kernels cannot read in place (x[::-1], big-endian files): one copy
+            array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
         if array.dtype.type not in SUPPORTED_DTYPES:
             raise AggregatorError(
                 f"{rule}: updates must be float32 or float64, got dtype {array.dtype}; "
@@ -134,6 +144,8 @@ def as_stack(updates: Any, *, min_clients: int = 1, rule: str = "aggregation") -
             raise AggregatorError(
                 f"{rule}: updates must be a dense tensor, got layout {tensor.layout}; use .to_dense()"
             )
+        if tensor.device.type == "meta":
+            raise AggregatorError(f"{rule}: updates are a meta tensor (shape only, no data); pass real values")
         array = tensor.numpy() if tensor.device.type == "cpu" else None
     else:
         raise AggregatorError(
@@ -165,14 +177,20 @@ def check_weights(weights: Any, n: int, rule: str) -> np.ndarray | None:
         return None
     if isinstance(weights, torch.Tensor):
         weights = weights.detach().cpu().numpy()
-    w = np.asarray(weights, dtype=np.float64)
+    raw = np.asarray(weights) if not isinstance(weights, (dict, set, str, bytes)) else np.asarray(None)
+    if raw.dtype.kind not in "iuf" or isinstance(weights, np.ma.MaskedArray):
+        raise AggregatorError(
+            f"{rule}: weights must be a sequence of N numbers (one per client), got {type(weights).__name__} "
+            f"{weights!r:.80}"
+        )
+    w = raw.astype(np.float64)
     if w.shape != (n,):
         raise AggregatorError(f"{rule}: weights must have shape ({n},), one per client, got shape {w.shape}")
     if not np.all(np.isfinite(w)):
         raise AggregatorError(f"{rule}: weights must be finite, got {w.tolist()}")
     if np.any(w < 0):
         raise AggregatorError(f"{rule}: weights must be non-negative, got {w.tolist()}")
-    if w.sum() <= 0:
+    if not w.max() > 0:  # (not the sum: weights near 1e308 overflow it)
         raise AggregatorError(f"{rule}: weights must have a positive sum, got {w.tolist()}")
     return w
 
@@ -182,14 +200,16 @@ def check_client_ids(client_ids: Any, n: int, rule: str) -> list:
         raise AggregatorError(
             f"{rule}: this rule keeps per-client state across rounds; pass client_ids=[...] (one hashable id per row)"
         )
-    ids = [c.item() if isinstance(c, (np.generic, torch.Tensor)) else c for c in client_ids]
+    if isinstance(client_ids, (str, bytes, dict)) or not hasattr(client_ids, "__len__"):
+        raise AggregatorError(f"{rule}: client_ids must be a list of N ids (int or str), got {client_ids!r:.80}")
+    ids = [c.item() if isinstance(c, (np.generic, torch.Tensor)) and c.ndim == 0 else c for c in client_ids]
     if len(ids) != n:
         raise AggregatorError(f"{rule}: client_ids must have one id per update row ({n}), got {len(ids)}")
-    if len(set(ids)) != n:
-        raise AggregatorError(f"{rule}: client_ids must be distinct, got {ids}")
     for c in ids:
         if isinstance(c, bool) or not isinstance(c, (int, str)):
             raise AggregatorError(f"{rule}: client ids must be int or str, got {c!r} ({type(c).__name__})")
+    if len(set(ids)) != n:
+        raise AggregatorError(f"{rule}: client_ids must be distinct, got {ids}")
     return ids
 
 

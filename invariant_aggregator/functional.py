@@ -21,6 +21,7 @@ Conventions shared by all rules
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,7 +56,12 @@ __all__ = [
     "rank_with_value_ties",
     "cosine_distances",
     "GeometricMedian",
-    "geometric_median_coefficients",
+    "geometric_median",
+    "power_of_two_scale",
+    "row_max_abs",
+    "row_norms",
+    "row_distances_to",
+    "cosine_similarities",
     "closest_to_median_mean",
     "bulyan_select",
     "clip_factors",
@@ -143,20 +149,31 @@ def _on_device(rule: str, fn, stack: Stack, rows: np.ndarray, *args):
 
 # --------------------------------------------------------------------------- coordinate-wise
 def _window_mean(stack: Stack, rows: np.ndarray, lo: int, hi: int, min_agree: int, backend: str, rule: str):
-    """Raw result (numpy or tensor) of the sorted-window mean over ``rows``."""
+    """Raw result (numpy or tensor) of the sorted-window mean over ``rows``.
+
+    A mean lies between the values it averages, so it is always representable; only the float64
+    sum on the way can overflow (float64 updates near 1e308). That case, seen as a non-finite
+    output, is recomputed on values scaled by a power of two (exact)."""
     n = rows.shape[0]
     if not _on_host(stack, backend):
-        return _on_device(rule, tk.window_mean, stack, rows, lo, hi, min_agree)
-    x = stack.cpu
-    out = np.empty(stack.d, dtype=x.dtype)
-    if stack.d >= SPECIALISE_MIN_COORDINATES and 2 <= n <= MAX_SPECIALISED_ROWS:
-        bad = window_kernel(n, lo, hi)(x, rows, min_agree, out, cpu.N_CHUNKS)
+        out = _on_device(rule, tk.window_mean, stack, rows, lo, hi, min_agree)
     else:
-        first, second = window_plan(n, lo, hi)
-        block = cpu.block_columns(n, x.itemsize)
-        bad = cpu.window_mean(x, rows, lo, hi, first, second, min_agree, out, block, cpu.chunk_count(stack.d, block))
-    if bad:
-        raise_non_finite(rule, stack, rows)
+        x = stack.cpu
+        out = np.empty(stack.d, dtype=x.dtype)
+        if stack.d >= SPECIALISE_MIN_COORDINATES and 2 <= n <= MAX_SPECIALISED_ROWS:
+            bad = window_kernel(n, lo, hi)(x, rows, min_agree, out, cpu.N_CHUNKS)
+        else:
+            first, second = window_plan(n, lo, hi)
+            block = cpu.block_columns(n, x.itemsize)
+            bad = cpu.window_mean(
+                x, rows, lo, hi, first, second, min_agree, out, block, cpu.chunk_count(stack.d, block)
+            )
+        if bad:
+            raise_non_finite(rule, stack, rows)
+    # float32 values sum in float64 without overflow: only float64 input needs the check
+    if stack.dtype == torch.float64 and not bool(torch.as_tensor(out).isfinite().all()):
+        scale = float(power_of_two_scale(row_max_abs(stack, rows=rows).max())) * 2.0 ** -(hi - lo).bit_length()
+        out = _on_device(rule, tk.window_mean, stack, rows, lo, hi, min_agree, scale)
     return out
 
 
@@ -223,29 +240,96 @@ def invariant_aggregate(
     return _vector(updates, stack, _window_mean(stack, _rows(stack, None), lo, hi, agree, backend, "invariant"))
 
 
+# --------------------------------------------------------------------------- scaled forms
+def power_of_two_scale(magnitudes) -> np.ndarray:
+    """2^-e per magnitude m = f 2^e (0.5 <= f < 1), so that m * scale lies in [0.5, 1); 1 for 0.
+
+    Multiplying by a power of two is exact for every normal float, so a computation done on
+    scaled values and scaled back gives the same bits as the plain one wherever the plain one
+    does not overflow or underflow, and the right answer where it does."""
+    _, exponent = np.frexp(np.asarray(magnitudes, dtype=np.float64))
+    return np.ldexp(1.0, -exponent)
+
+
+def row_max_abs(updates, *, rows=None) -> np.ndarray:
+    """max_j |g_ij| per selected row, float64 numpy (one pass, torch code on every device)."""
+    stack = _stack(updates, "row_max_abs")
+    return _on_device("row_max_abs", tk.row_max_abs, stack, _rows(stack, rows)).cpu().numpy()
+
+
+def _overflow_error(rule: str, what: str) -> AggregatorError:
+    return AggregatorError(
+        f"{rule}: {what} exceeds the floating-point range of the updates' dtype, so no finite result is "
+        "correct; an update is absurdly large (a scaled attack?). Drop it, or aggregate in float64"
+    )
+
+
 # --------------------------------------------------------------------------- row combinations
-def weighted_sum(updates, coefficients, *, rows=None, backend: str = "auto", rule: str = "weighted_sum"):
-    """sum_i c_i g_i over ``rows`` (all rows by default), accumulated in float64."""
+def weighted_sum(
+    updates,
+    coefficients,
+    *,
+    rows=None,
+    divisor: float = 1.0,
+    backend: str = "auto",
+    rule: str = "weighted_sum",
+    dtype=None,
+):
+    """(sum_i c_i g_i) / divisor over ``rows`` (all rows by default), accumulated in float64.
+
+    If the float64 sum overflows on the way (updates near 1e308), it is recomputed with the
+    updates and coefficients scaled by powers of two; a result that itself lies outside the
+    output dtype's range raises AggregatorError. ``dtype`` (torch.float64) asks for a float64
+    result whatever the input dtype (for iterations that must not round to float32)."""
     stack = _stack(updates, rule)
     r = _rows(stack, rows)
     coef = np.ascontiguousarray(coefficients, dtype=np.float64)
     if coef.shape != r.shape:
         raise AggregatorError(f"{rule}: {coef.shape[0]} coefficients for {r.shape[0]} rows")
+    if not (np.all(np.isfinite(coef)) and np.isfinite(divisor) and divisor != 0):
+        raise AggregatorError(
+            f"{rule}: coefficients and divisor must be finite (divisor non-zero), got {coef}, {divisor}"
+        )
+    out_dtype = dtype or stack.dtype
     if not _on_host(stack, backend):
-        return _vector(updates, stack, _on_device(rule, tk.weighted_row_sum, stack, r, coef))
-    out = np.empty(stack.d, dtype=stack.cpu.dtype)
-    block = cpu.block_columns(r.shape[0], stack.cpu.itemsize)
-    if cpu.weighted_row_sum(stack.cpu, r, coef, out, block, cpu.chunk_count(stack.d, block)):
-        raise_non_finite(rule, stack, r)
+        out = _on_device(rule, tk.weighted_row_sum, stack, r, coef, float(divisor), 1.0, out_dtype)
+    else:
+        host = np.empty(stack.d, dtype=np.float64 if out_dtype == torch.float64 else stack.cpu.dtype)
+        block = cpu.block_columns(r.shape[0], stack.cpu.itemsize)
+        if cpu.weighted_row_sum(stack.cpu, r, coef, float(divisor), host, block, cpu.chunk_count(stack.d, block)):
+            raise_non_finite(rule, stack, r)
+        out = torch.from_numpy(host)
+    may_overflow = stack.dtype == torch.float64 or np.abs(coef).sum() > abs(divisor)
+    if may_overflow and not bool(torch.isfinite(out).all()):
+        out = _scaled_weighted_sum(stack, r, coef, float(divisor), out_dtype, rule)
     return _vector(updates, stack, out)
 
 
-def weighted_mean(updates, weights=None, *, rows=None, backend: str = "auto"):
-    """sum_i w_i g_i / sum_i w_i over ``rows`` (uniform weights by default), float64 accumulation."""
-    stack = _stack(updates, "weighted_mean")
+def _scaled_weighted_sum(stack: Stack, r: np.ndarray, coef: np.ndarray, divisor: float, out_dtype, rule: str):
+    """The overflow path of :func:`weighted_sum`: sum (c_i 2^-a)(g_i 2^-b) / divisor, times 2^(a+b)."""
+    coef_scale = float(power_of_two_scale(np.abs(coef).max()))
+    data_scale = float(power_of_two_scale(row_max_abs(stack, rows=r).max()))
+    # the scaling of the data happens in the kernel's float64 blocks (no copy of the stack)
+    scaled = _on_device(rule, tk.weighted_row_sum, stack, r, coef * coef_scale, divisor, data_scale, torch.float64)
+    out = scaled / coef_scale
+    if not bool(torch.isfinite(out.to(out_dtype)).all()):
+        raise _overflow_error(rule, "the weighted sum of the updates")
+    return out.to(out_dtype)
+
+
+def weighted_mean(updates, weights=None, *, rows=None, backend: str = "auto", rule: str = "weighted_mean", dtype=None):
+    """sum_i w_i g_i / sum_i w_i over ``rows`` (uniform weights by default), float64 accumulation.
+
+    Weights are first scaled by a power of two (exact), so weights up to 1e308 work."""
+    stack = _stack(updates, rule)
     n = _rows(stack, rows).shape[0]
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    return _vector(updates, stack, weighted_sum(stack, w / w.sum(), rows=rows, backend=backend, rule="weighted_mean"))
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or not w.max() > 0:
+        raise AggregatorError(f"{rule}: weights must be {n} finite non-negative numbers with a positive sum, got {w}")
+    w = w * power_of_two_scale(w.max())
+    return _vector(
+        updates, stack, weighted_sum(stack, w, rows=rows, divisor=w.sum(), backend=backend, rule=rule, dtype=dtype)
+    )
 
 
 def _matrix(stack: Stack, rows, backend: str, cpu_fn, torch_fn, rule: str) -> np.ndarray:
@@ -275,6 +359,73 @@ def row_sq_norms(updates, *, rows=None, backend: str = "auto") -> np.ndarray:
     """|g_i|^2 per row, float64 numpy."""
     stack = _stack(updates, "row_sq_norms")
     return _matrix(stack, rows, backend, cpu.row_sq_norms, tk.row_sq_norms, "row_sq_norms")
+
+
+_SQUARE_UNDERFLOW = 2.0**-900  # below this a sum of squares may have lost digits to underflow
+
+
+def _rescaled_rows(sq: np.ndarray) -> np.ndarray:
+    """Rows whose plain float64 sum of squares overflowed or may have underflowed."""
+    return np.flatnonzero(~np.isfinite(sq) | (sq < _SQUARE_UNDERFLOW))
+
+
+def row_norms(updates, *, rows=None, backend: str = "auto") -> np.ndarray:
+    """|g_i| per row, float64 numpy, accurate over the whole float range: rows whose plain sum
+    of squares overflows (entries beyond ~1e154) or underflows are redone as
+    |g_i| = |g_i s_i| / s_i with s_i a power of two (inf only where the norm itself exceeds
+    the float64 range)."""
+    stack = _stack(updates, "row_norms")
+    r = _rows(stack, rows)
+    sq = row_sq_norms(stack, rows=r, backend=backend)
+    norms = np.sqrt(sq)
+    redo = _rescaled_rows(sq)
+    if redo.size:
+        scale = power_of_two_scale(row_max_abs(stack, rows=r[redo]))
+        sq = _on_device("row_norms", tk.row_sq_norms, stack, r[redo], torch.as_tensor(scale, device=stack.device))
+        with np.errstate(over="ignore"):  # a norm beyond float64 is inf: the caller decides
+            norms[redo] = np.sqrt(sq.cpu().numpy()) / scale
+    return norms
+
+
+def row_distances_to(updates, z, *, rows=None, backend: str = "auto") -> np.ndarray:
+    """|g_i - z| per row for one vector z, float64 numpy, with the same scaled redo as
+    :func:`row_norms` for rows whose plain sum of squares overflows."""
+    stack = _stack(updates, "row_distances_to")
+    r = _rows(stack, rows)
+    z64 = torch.as_tensor(z, dtype=torch.float64, device=stack.device)
+    if z64.shape != (stack.d,):
+        raise AggregatorError(f"row_distances_to: z must have shape ({stack.d},), got {tuple(z64.shape)}")
+    if not _on_host(stack, backend):
+        sq = _on_device("row_distances_to", tk.row_sq_distances_to, stack, r, z64).cpu().numpy()
+    else:
+        block = cpu.block_columns(r.shape[0], 8)
+        sq, bad = cpu.row_sq_distances_to(stack.cpu, r, z64.numpy(), block, cpu.chunk_count(stack.d, block))
+        if bad:
+            raise_non_finite("row_distances_to", stack, r)
+    dist = np.sqrt(sq)
+    redo = np.flatnonzero(~np.isfinite(sq))
+    if redo.size:
+        biggest = np.maximum(row_max_abs(stack, rows=r[redo]), float(z64.abs().max()))
+        scale = power_of_two_scale(biggest) * 0.5  # |g - z| entries reach twice the larger of the two
+        sq = _on_device(
+            "row_distances_to", tk.row_sq_distances_to, stack, r[redo], z64, torch.as_tensor(scale, device=stack.device)
+        )
+        with np.errstate(over="ignore"):  # beyond float64: inf, and the caller decides
+            dist[redo] = np.sqrt(sq.cpu().numpy()) / scale
+    return dist
+
+
+def cosine_similarities(updates, *, rows=None, backend: str = "auto") -> np.ndarray:
+    """cos(g_i, g_j) as a float64 (n, n) matrix (a zero update: similarity 0 to all, 1 to itself
+    is not used), computed from the Gram matrix of the rows each scaled by a power of two when a
+    plain squared norm overflows or underflows (cosines do not change with a row's scale)."""
+    stack = _stack(updates, "cosine_similarities")
+    r = _rows(stack, rows)
+    g = gram_matrix(stack, rows=r, backend=backend)
+    if _rescaled_rows(np.diag(g)).size:
+        scale = torch.as_tensor(power_of_two_scale(row_max_abs(stack, rows=r)), device=stack.device)
+        g = _on_device("cosine_similarities", tk.gram, stack, r, scale).cpu().numpy()
+    return 1.0 - cosine_distances(g)
 
 
 # --------------------------------------------------------------------------- selection rules
@@ -330,10 +481,21 @@ def _lexicographic(t: torch.Tensor, i: int, j: int) -> int:
     return -1 if bool(t[i, k] < t[j, k]) else 1
 
 
-def krum_select(dist: np.ndarray, f: int, m: int, stack: Stack | None = None) -> np.ndarray:
+def _check_selected_scores(scores: np.ndarray, selected, rule: str) -> None:
+    """A selection is exact only if every selected score is finite: an update beyond ~1e154
+    has squared distances that overflow to inf, and infinite scores cannot be ranked."""
+    if not np.all(np.isfinite(scores[selected])):
+        raise _overflow_error(rule, "a squared distance between the updates it must rank")
+
+
+def krum_select(dist: np.ndarray, f: int, m: int, stack: Stack | None = None, rule: str = "krum") -> np.ndarray:
     """Indices of the m lowest Krum scores; exact ties go by the updates' values (see
-    :func:`rank_with_value_ties`) when ``stack`` is given, else by index."""
-    return rank_with_value_ties(krum_scores(dist, f), stack)[:m]
+    :func:`rank_with_value_ties`) when ``stack`` is given, else by index. Raises if a selected
+    score overflowed (a row of squared distances beyond float64; unselected rows may overflow)."""
+    scores = krum_scores(dist, f)
+    chosen = rank_with_value_ties(scores, stack)[:m]
+    _check_selected_scores(scores, chosen, rule)
+    return chosen
 
 
 def cosine_distances(gram: np.ndarray) -> np.ndarray:
@@ -348,42 +510,92 @@ def cosine_distances(gram: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class GeometricMedian:
-    """Result of the smoothed Weiszfeld iteration: z = sum_j coefficients[j] g_j."""
+    """How the Weiszfeld iteration ended: iterations run, whether the optimality test passed,
+    the objective sum_i w_i |z - g_i| / sum_i w_i, and the last optimality residual (see
+    :func:`geometric_median`)."""
 
-    coefficients: np.ndarray
     iterations: int
     converged: bool
     objective: float
+    residual: float
 
 
-def geometric_median_coefficients(
-    dist: np.ndarray, weights: np.ndarray, nu: float, tol: float, max_iter: int
-) -> GeometricMedian:
-    """Smoothed Weiszfeld (Pillutla et al. 2022) run on the squared-distance matrix alone.
+def _norm64(v: torch.Tensor) -> float:
+    """|v| of a float64 vector without overflow or underflow: one pass when the plain norm is a
+    normal number, else again scaled by the largest entry."""
+    plain = float(torch.linalg.vector_norm(v))
+    if math.isfinite(plain) and plain > _SQUARE_UNDERFLOW:
+        return plain
+    top = float(v.abs().max()) if v.numel() else 0.0
+    return top * float(torch.linalg.vector_norm(v / top)) if top > 0 else 0.0
 
-    Every iterate is an affine combination z = sum_j a_j g_j (sum a = 1), for which
-    |z - g_i|^2 = sum_j a_j D_ij - (1/2) a^T D a. So the iterations never touch the d-dimensional
-    data: one pass computes D, one more forms z. Update: beta_i = w_i / max(nu, |z - g_i|),
-    a = beta / sum(beta); stop when the objective sum_i w_i |z - g_i| improves by <= tol times itself.
-    """
-    w = weights / weights.sum()
 
-    def distances(a):
-        sq = dist @ a - 0.5 * (a @ dist @ a)
-        return np.sqrt(np.clip(sq, 0.0, None))
+def geometric_median(
+    updates, weights=None, *, nu: float = 1e-6, tol: float = 1e-6, max_iter: int = 100, backend: str = "auto"
+):
+    """The weighted geometric median argmin_z sum_i w_i |z - g_i| by Weiszfeld's iteration, as
+    RFA runs it (Pillutla et al. 2022), with a stopping rule that one far update cannot fool and
+    the exact step at data points.
 
-    a = w.copy()
-    dz = distances(a)
-    objective = float(w @ dz)
-    for it in range(1, max_iter + 1):
-        beta = w / np.maximum(nu, dz)
-        a = beta / beta.sum()
-        dz = distances(a)
-        new_objective = float(w @ dz)
-        if abs(objective - new_objective) <= tol * new_objective:
-            return GeometricMedian(a, it, True, new_objective)
-        objective = new_objective
-    return GeometricMedian(a, max_iter, False, objective)
+    From z = the coordinate-wise median (the start is not part of the definition, only of the
+    speed: from the mean, one update at 1e160 needs ~160 steps back), each iteration forms
+
+        T = sum_i beta_i g_i / sum_i beta_i,  beta_i = w_i / |z - g_i|  over the updates farther than ``nu``,
+        r = |sum_i beta_i (T - z)| = |sum_i w_i (z - g_i) / |z - g_i||  (the gradient's length),
+
+    with eta the weight of the updates within ``nu`` of z. z is optimal when r <= eta (the
+    subgradient contains 0), so the iteration stops when r - eta <= ``tol`` * sum_i w_i: a
+    residual in units of weight, which no update's distance can inflate (the objective's
+    relative improvement, used before, stops after a few steps whenever one far update dominates
+    the objective; the estimate's movement stalls near a data point that is not the median).
+    Otherwise z <- (1 - lam) T + lam z, lam = min(1, eta / r) (Vardi & Zhang 2000; lam = 0 is the
+    plain Weiszfeld step). At the end the update nearest z is tested exactly and returned when
+    it is the median (Weiszfeld only approaches such a point).
+
+    Each iteration reads the data twice (distances, then a weighted mean); z is kept in float64
+    and distances are computed in scaled form, so updates near 1e300 neither overflow nor steer
+    the result. Returns (z in the updates' dtype, :class:`GeometricMedian`)."""
+    stack = _stack(updates, "rfa")
+    w = np.ones(stack.n) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = w * power_of_two_scale(w.max())
+    total = float(w.sum())
+
+    def distances(z):
+        dist = row_distances_to(stack, z, backend=backend)
+        if not np.all(np.isfinite(dist)):
+            raise _overflow_error("rfa", "the distance of an update to the estimate")
+        return dist
+
+    def pull(z, dist, near):
+        """(T, the others' pull r, the weight eta within nu of z)."""
+        beta = np.where(near, 0.0, w / np.where(near, 1.0, dist))
+        if beta.sum() == 0:
+            return z, 0.0, float(w[near].sum())
+        target = weighted_mean(stack, beta, backend=backend, rule="rfa", dtype=torch.float64)
+        return target, float(beta.sum()) * _norm64(target - z), float(w[near].sum())
+
+    z = coordinate_median(stack, backend=backend).to(torch.float64)
+    dist = distances(z)
+    converged, residual, it = False, math.inf, 0
+    for it in range(1, max_iter + 1):  # noqa: B007 - the count is reported
+        target, r, eta = pull(z, dist, dist <= nu)
+        residual = max(0.0, r - eta)
+        if residual <= tol * total:
+            converged = True
+            break
+        lam = min(1.0, eta / r)
+        z = (1.0 - lam) * target + lam * z if lam > 0 else target
+        dist = distances(z)
+    if not converged or dist.min() <= nu:  # ended near (not on) an update: is that update the median?
+        nearest = int(np.argmin(dist))
+        p = stack.tensor[nearest].to(torch.float64)
+        p_dist = distances(p)
+        _, r, eta = pull(p, p_dist, p_dist == 0)
+        if r <= eta:
+            z, dist, converged, residual = p, p_dist, True, 0.0
+    top = dist.max()
+    objective = float(top * np.dot(w / total, dist / top)) if top > 0 else 0.0
+    return _vector(updates, stack, z.to(stack.dtype)), GeometricMedian(it, converged, objective, residual)
 
 
 def closest_to_median_mean(updates, beta: int, *, rows=None):
@@ -411,16 +623,18 @@ def bulyan_select(dist: np.ndarray, f: int, stack: Stack | None = None) -> np.nd
         r = len(remaining)
         sub = dist[np.ix_(remaining, remaining)]
         scores = nearest_sum(sub, min(max(1, r - f - 2), r - 1))
-        pick = remaining[int(rank_with_value_ties(scores, stack, remaining)[0])]
+        best = int(rank_with_value_ties(scores, stack, remaining)[0])
+        _check_selected_scores(scores, [best], "bulyan")
+        pick = remaining[best]
         chosen.append(pick)
         remaining.remove(pick)
     return np.sort(chosen)
 
 
-def clip_factors(sq_norms: np.ndarray, clip_norm: float) -> np.ndarray:
-    """min(1, C / |g_i|) per row from the squared norms (a zero row keeps factor 1)."""
-    norms = np.sqrt(sq_norms)
-    return np.minimum(1.0, clip_norm / np.maximum(norms, np.finfo(np.float64).tiny))
+def clip_factors(norms: np.ndarray, clip_norm: float) -> np.ndarray:
+    """min(1, C / |g_i|) per row from the L2 norms (a zero row keeps factor 1)."""
+    with np.errstate(over="ignore"):  # C / (a tiny norm) overflows to inf: the factor is 1 either way
+        return np.minimum(1.0, clip_norm / np.maximum(norms, np.finfo(np.float64).tiny))
 
 
 FOOLSGOLD_COLLINEAR = 1e-9  # 1 - cos below this is float rounding of collinear vectors

@@ -153,3 +153,71 @@ def test_client_ids_must_match_rows():
 
 def test_aggregator_error_is_a_value_error():
     assert issubclass(ia.AggregatorError, ValueError)
+
+
+# --------------------------------------------------------------------------- legitimate arrays
+@pytest.mark.parametrize("view", ["reversed rows", "reversed columns", "big-endian", "fortran order"])
+def test_legitimate_numpy_layouts_work(view):
+    x = np.random.default_rng(0).normal(size=(7, 5))
+    arrays = {
+        "reversed rows": (x[::-1], x[::-1].copy()),
+        "reversed columns": (x[:, ::-1], x[:, ::-1].copy()),
+        "big-endian": (x.astype(">f8"), x),
+        "fortran order": (np.asfortranarray(x), x),
+    }
+    given, plain = arrays[view]
+    for name in ("median", "invariant", "fedavg", "krum"):
+        rule = ia.make(name, **ALL[name])
+        assert np.array_equal(rule(given), rule(plain))
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [["a"] * 4, {"a": 1}, "abcd", np.ma.masked_array(np.ones(4), mask=[0, 1, 0, 0]), [object()] * 4],
+)
+def test_weights_that_are_not_numbers(weights):
+    with pytest.raises(ia.AggregatorError, match="weights must be a sequence of N numbers"):
+        ia.make("fedavg")(np.ones((4, 2)), weights=weights)
+
+
+@pytest.mark.parametrize("ids", [[[1], [2], [3], [4]], "abcd", 4, [{"a": 1}, 2, 3, 4]])
+def test_client_ids_that_are_not_ids(ids):
+    with pytest.raises(ia.AggregatorError, match="client.?ids"):
+        ia.make("foolsgold")(np.eye(4), client_ids=ids)
+
+
+def test_masked_arrays_are_refused_not_unmasked():
+    x = np.ma.masked_array(np.eye(4), mask=np.eye(4, dtype=bool))
+    with pytest.raises(ia.AggregatorError, match="masked array"):
+        ia.make("median")(x)
+
+
+def test_meta_tensors_are_refused():
+    with pytest.raises(ia.AggregatorError, match="meta tensor"):
+        ia.make("median")(torch.empty(4, 3, device="meta"))
+
+
+def test_weak_dp_seed_beyond_64_bits():
+    with pytest.raises(ia.AggregatorError, match="seed must be an integer"):
+        ia.make("weak_dp", seed=2**70)
+
+
+@pytest.mark.parametrize(
+    "name, params, state",
+    [
+        ("weak_dp", {}, {}),
+        ("weak_dp", {}, {"seed": -3, "generators": {}}),
+        ("weak_dp", {}, {"seed": 1, "generators": {"cpu": "not a state"}}),
+        ("foolsgold", {}, {"history": {0: "abc"}}),
+        ("foolsgold", {}, {"history": {0: [[1.0]]}}),
+        ("foolsgold", {}, None),
+        ("sparsefed", {"k": 1}, {"error": [[1.0]]}),
+        ("sparsefed", {"k": 1}, {"err": None}),
+    ],
+)
+def test_foreign_state_dicts_are_refused(name, params, state):
+    rule = ia.make(name, **params)
+    before = rule.state_dict()
+    with pytest.raises(ia.AggregatorError, match="load_state_dict"):
+        rule.load_state_dict(state)
+    assert str(rule.state_dict()) == str(before)  # nothing half-loaded

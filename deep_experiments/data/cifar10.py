@@ -47,7 +47,10 @@ def _locate(root) -> Path | None:
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    entry = safe_load(path.read_bytes(), encoding="bytes")
+    try:
+        entry = safe_load(path.read_bytes(), encoding="bytes")
+    except ExperimentError as exc:
+        raise ExperimentError(f"{path}: {exc}") from None
     if not isinstance(entry, dict):
         raise ExperimentError(f"{path}: expected a pickled dict with b'data' and b'labels', got {type(entry).__name__}")
     data = entry.get(b"data", entry.get("data"))
@@ -57,7 +60,12 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"{path}: a CIFAR-10 batch holds b'data' (N, 3072 uint8) and b'labels'; keys found: "
             f"{sorted(map(str, entry))}"
         )
-    labels = np.asarray(labels, dtype=np.int64)
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise ExperimentError(
+            f"{path}: b'labels' must be a flat list of integers 0..9, got {labels.dtype} with shape {labels.shape}"
+        )
+    labels = labels.astype(np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
         raise ExperimentError(
             f"{path}: b'data' must be uint8 (N, 3072) with N labels; "

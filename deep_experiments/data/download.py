@@ -28,21 +28,32 @@ def check_digest(path, algorithm: str, expected: str) -> None:
         )
 
 
+def fetch(url: str, dest: Path) -> None:
+    """Download ``url`` to the path ``dest`` (no check; the caller checks and moves it)."""
+    try:
+        urllib.request.urlretrieve(url, dest)  # noqa: S310 - fixed URLs from this package, or a user's
+    except (OSError, ValueError) as exc:
+        raise ExperimentError(
+            f"could not download {url} ({exc}); on a machine without network, fetch it elsewhere and pass its path"
+        ) from None
+
+
+def temporary_beside(dest: Path) -> Path:
+    """An empty temporary file in ``dest``'s folder (so that os.replace onto ``dest`` is atomic)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    os.close(fd)
+    return Path(tmp)
+
+
 def download(url: str, dest, *, algorithm: str, expected: str) -> Path:
     """Download ``url`` to ``dest`` unless a file with the expected digest is already there."""
     dest = Path(dest)
     if dest.exists() and file_digest(dest, algorithm) == expected:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
+    tmp = temporary_beside(dest)
     try:
-        try:
-            urllib.request.urlretrieve(url, tmp)  # noqa: S310 - fixed https URLs from this package
-        except OSError as exc:
-            raise ExperimentError(
-                f"could not download {url} ({exc}); on a machine without network, copy the file to {dest} by hand"
-            ) from None
+        fetch(url, tmp)
         check_digest(tmp, algorithm, expected)
         os.replace(tmp, dest)
     finally:

@@ -18,7 +18,10 @@ def dirichlet_partition(
     if alpha <= 0 or not np.isfinite(alpha):
         raise ExperimentError(f"Dirichlet alpha must be > 0, got {alpha}")
     if n_clients * min_size > len(labels):
-        raise ExperimentError(f"{len(labels)} samples cannot give {n_clients} clients {min_size} each")
+        raise ExperimentError(
+            f"{len(labels)} training samples cannot give federation.n_clients = {n_clients} clients {min_size} "
+            "each; lower federation.n_clients (and federation.clients_per_round) or use a larger table"
+        )
     classes = np.unique(labels)
     for _ in range(1000):
         parts: list[list[np.ndarray]] = [[] for _ in range(n_clients)]
@@ -31,12 +34,15 @@ def dirichlet_partition(
         if min(len(p) for p in out) >= min_size:
             return out
     raise ExperimentError(
-        f"no Dirichlet({alpha}) split gave every client {min_size} samples in 1000 draws; "
-        f"raise alpha or lower the number of clients"
+        f"no Dirichlet({alpha}) split of {len(labels)} training samples gave each of federation.n_clients = "
+        f"{n_clients} clients {min_size} sample(s) in 1000 draws; raise data.dirichlet_alpha, lower "
+        "federation.n_clients, or split IID with data.dirichlet_alpha = 0"
     )
 
 
 def iid_partition(n: int, n_clients: int, rng: np.random.Generator) -> list[np.ndarray]:
     if n < n_clients:
-        raise ExperimentError(f"{n} samples cannot be split over {n_clients} clients")
+        raise ExperimentError(
+            f"{n} training samples cannot be split over federation.n_clients = {n_clients} clients; lower it"
+        )
     return [np.sort(p) for p in np.array_split(rng.permutation(n), n_clients)]

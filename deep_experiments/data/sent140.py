@@ -34,9 +34,16 @@ def _leaf_split(root: Path, split: str) -> dict[str, tuple[list[str], list[int]]
             blob = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ExperimentError(f"{path}: not LEAF JSON ({exc})") from None
-        if not isinstance(blob, dict) or "user_data" not in blob:
-            raise ExperimentError(f"{path}: LEAF JSON needs a 'user_data' object (and 'users', 'num_samples')")
+        except RecursionError:
+            raise ExperimentError(f"{path}: not LEAF JSON (nested too deeply to read)") from None
+        if not isinstance(blob, dict) or not isinstance(blob.get("user_data"), dict):
+            raise ExperimentError(
+                f"{path}: LEAF JSON needs a 'user_data' object mapping each user to {{'x': [...], 'y': [...]}} "
+                "(and 'users', 'num_samples')"
+            )
         for user, data in blob["user_data"].items():
+            if not isinstance(data, dict):
+                raise ExperimentError(f"{path}: user {user!r}: expected {{'x': [...], 'y': [...]}}, got {data!r:.60}")
             xs, ys = data.get("x"), data.get("y")
             if not isinstance(xs, list) or not isinstance(ys, list) or len(xs) != len(ys):
                 raise ExperimentError(f"{path}: user {user!r} needs lists 'x' and 'y' of equal length")
@@ -44,7 +51,7 @@ def _leaf_split(root: Path, split: str) -> dict[str, tuple[list[str], list[int]]
             for x, y in zip(xs, ys, strict=True):
                 if not isinstance(x, list) or len(x) < 5 or not isinstance(x[4], str):
                     raise ExperimentError(f"{path}: user {user!r}: each x must be [id, date, query, user, text]")
-                if y not in (0, 1):
+                if isinstance(y, bool) or y not in (0, 1):
                     raise ExperimentError(f"{path}: user {user!r}: labels must be 0 or 1, got {y!r}")
                 texts.append(x[4])
                 labels.append(int(y))
@@ -70,7 +77,13 @@ def load_sent140(root) -> tuple[dict, dict]:
 
 def _glove_lines(path: Path):
     if path.suffix == ".zip":
-        with zipfile.ZipFile(path) as zf:
+        try:
+            zf = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ExperimentError(
+                f"{path}: not a readable zip archive ({exc}); re-download it or unzip it by hand"
+            ) from None
+        with zf:
             members = [m for m in zf.namelist() if m.endswith(".txt")]
             if len(members) != 1:
                 raise ExperimentError(f"{path}: expected exactly one .txt inside the zip, found {members}")
@@ -79,6 +92,24 @@ def _glove_lines(path: Path):
     else:
         with open(path, encoding="utf-8", errors="replace") as fh:
             yield from fh
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _vector_width(fields: list[str]) -> int:
+    """How many trailing fields of a GloVe line are numbers (the first field is always the token)."""
+    width = 0
+    for field in reversed(fields[1:]):
+        if not _is_number(field):
+            break
+        width += 1
+    return width
 
 
 def load_glove(path, dim: int, vocabulary=None) -> dict[str, np.ndarray]:
@@ -98,11 +129,22 @@ def load_glove(path, dim: int, vocabulary=None) -> dict[str, np.ndarray]:
         )
     wanted = None if vocabulary is None else set(vocabulary)
     vectors: dict[str, np.ndarray] = {}
+    lines_read, width_checked = 0, False
     for lineno, line in enumerate(_glove_lines(path), 1):
         fields = line.rstrip("\n").rstrip(" ").split(" ")
+        if not line.strip():
+            continue
+        lines_read += 1
+        # the width from the first line whose token is a word (a numeric token would count as one more number)
+        if not width_checked and not _is_number(fields[0]):
+            width_checked = True
+            if _vector_width(fields) != dim:
+                # a wider file would otherwise glue numbers into every token and match no word
+                raise ExperimentError(
+                    f"{path}:{lineno}: the vectors have {_vector_width(fields)} numbers, data.embedding_dim is {dim}; "
+                    f"set data.embedding_dim to the file's width (or use the {dim}-d file)"
+                )
         if len(fields) < dim + 1:
-            if not line.strip():
-                continue
             raise ExperimentError(
                 f"{path}:{lineno}: {len(fields)} fields, expected a token and {dim} numbers; "
                 f"is data.embedding_dim right?"
@@ -111,12 +153,32 @@ def load_glove(path, dim: int, vocabulary=None) -> dict[str, np.ndarray]:
         if wanted is not None and token not in wanted:
             continue
         try:
-            vectors[token] = np.asarray(fields[-dim:], dtype=np.float32)
+            vector = np.asarray(fields[-dim:], dtype=np.float32)
         except ValueError:
             raise ExperimentError(f"{path}:{lineno}: the last {dim} fields are not all numbers") from None
-    if not vectors and wanted is None:
-        raise ExperimentError(f"{path}: no vectors read")
+        if not np.all(np.isfinite(vector)):
+            raise ExperimentError(f"{path}:{lineno}: the vector of {token!r} holds NaN/Inf; the file is corrupt")
+        vectors[token] = vector
+    if lines_read == 0:
+        raise ExperimentError(f"{path}: no vectors in the file (empty?)")
     return vectors
+
+
+OOV_WARN = 0.5  # above this share of tokens without a vector, a run warns
+
+
+def check_coverage(oov_rate: float, path, *, warn=None) -> None:
+    """Refuse a vocabulary that covers no token (nothing would be learnt from the text) and warn
+    above :data:`OOV_WARN`: both mean the GloVe file does not fit the tweets."""
+    if oov_rate >= 1.0:
+        raise ExperimentError(
+            f"{path}: none of the tweets' tokens has a GloVe vector (out-of-vocabulary rate 100%); the file is not "
+            "an English GloVe file, or not the one for this data"
+        )
+    if oov_rate > OOV_WARN:
+        import warnings
+
+        (warn or warnings.warn)(f"{path}: {oov_rate:.0%} of the tweets' tokens have no GloVe vector; check the file")
 
 
 def build_vocabulary(vectors: dict[str, np.ndarray]) -> tuple[dict[str, int], np.ndarray]:

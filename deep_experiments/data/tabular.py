@@ -9,20 +9,37 @@ e-mail data whose word-frequency columns are 0 on most rows.
 from __future__ import annotations
 
 import csv
+import hashlib
+import math
+import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataMissing, ExperimentError
 from . import default_locations
+from .download import fetch, temporary_beside
 
 PHISHING_FEATURES = 45
 SPAMBASE_ENV_VAR = "INVARIANT_AGGREGATOR_SPAMBASE"
 
 
+def _csv_rows(path: Path) -> list[list[str]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return list(csv.reader(fh))
+    except UnicodeDecodeError as exc:
+        raise ExperimentError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); a binary file, or a CSV saved in another "
+            "encoding (e.g. Latin-1): save it as UTF-8 CSV"
+        ) from None
+    except csv.Error as exc:
+        raise ExperimentError(f"{path}: not a readable CSV file ({exc})") from None
+
+
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
+    rows = _csv_rows(path)
     if len(rows) < 2:
         raise ExperimentError(f"{path}: needs a header row and at least one data row")
     return rows[0], rows[1:]
@@ -53,6 +70,9 @@ def read_table(path, *, label: str, n_features: int | None, label_map: dict | No
         raise ExperimentError(
             f"{path}: no label column {label!r}; columns are {header[:8]}...; set data.label_column to the label's name"
         )
+    if header.count(label) > 1:
+        # the second would be read as a feature: the label leaking into the inputs
+        raise ExperimentError(f"{path}: {header.count(label)} columns are named {label!r}; rename or drop the extras")
     li = header.index(label)
     names = [h for i, h in enumerate(header) if i != li]
     if n_features is not None and len(names) != n_features:
@@ -62,47 +82,177 @@ def read_table(path, *, label: str, n_features: int | None, label_map: dict | No
     for r, row in enumerate(rows):
         if len(row) != len(header):
             raise ExperimentError(f"{path}: row {r + 2} has {len(row)} fields, the header {len(header)}")
-        raw = row[li]
-        try:
-            value = label_map[str(raw)] if label_map else int(float(raw))
-        except (KeyError, ValueError):
-            allowed = sorted(label_map) if label_map else [0, 1]
-            raise ExperimentError(f"{path}: row {r + 2}: label {raw!r} is not one of {allowed}") from None
-        if value not in (0, 1):
-            raise ExperimentError(f"{path}: row {r + 2}: label {raw!r} is not binary (0/1)")
-        y[r] = value
+        y[r] = _label(row[li], label_map, f"{path}: row {r + 2}")
         try:
             x[r] = [float(v) for i, v in enumerate(row) if i != li]
-        except ValueError:
+        except (TypeError, ValueError):
             raise ExperimentError(f"{path}: row {r + 2} has a non-numeric feature") from None
     if not np.all(np.isfinite(x)):
         bad = np.argwhere(~np.isfinite(x))[0]
         raise ExperimentError(f"{path}: NaN/Inf in row {bad[0] + 2}, column {names[bad[1]]!r}; impute or drop it")
+    _check_both_classes(y, path)
     return x, y, names
 
 
+def _label(raw, label_map: dict | None, where: str) -> int:
+    """A 0/1 label: through ``label_map`` when given, else a number that is exactly 0 or 1 (1.0
+    is 1; 1.5, 0.7, inf are refused, never truncated)."""
+    if label_map:
+        if str(raw) not in label_map:
+            raise ExperimentError(f"{where}: label {raw!r} is not one of {sorted(label_map)}")
+        return label_map[str(raw)]
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if value not in (0.0, 1.0):
+        raise ExperimentError(f"{where}: label {raw!r} is not binary (0 or 1)")
+    return int(value)
+
+
+def _check_both_classes(y: np.ndarray, path) -> None:
+    counts = np.bincount(y, minlength=2)
+    if counts.min() == 0:
+        raise ExperimentError(
+            f"{path}: every row has label {int(np.argmax(counts))}; a classifier needs both classes (0 and 1)"
+        )
+
+
+# The 57 feature names of UCI's spambase.names, in the file's column order.
+UCI_SPAMBASE_NAMES = [
+    *(
+        f"word_freq_{w}"
+        for w in (
+            "make address all 3d our over remove internet order mail receive will people report addresses free "
+            "business email you credit your font 000 money hp hpl george 650 lab labs telnet 857 data 415 85 "
+            "technology 1999 parts pm direct cs meeting original project re edu table conference"
+        ).split()
+    ),
+    *(f"char_freq_{c}" for c in ";([!$#"),
+    "capital_run_length_average",
+    "capital_run_length_longest",
+    "capital_run_length_total",
+]
+SPAMBASE_URL = "https://archive.ics.uci.edu/static/public/94/spambase.zip"
+SPAMBASE_FILES = ("spambase.csv", "spambase.data")
+# sha256 of the table's content, not of a file's bytes: the 4,601 rows as read (float32
+# features, widened to float64, then the label 1 = spam), sorted, little-endian; meant to be the
+# same for UCI's spambase.data and the kernlab CSV export. Computed here from the CSV: UCI's own
+# file could not be fetched on this machine, and UCI re-packs its zip, so its bytes are not pinned.
+SPAMBASE_CONTENT_SHA256 = "21fe235f8c76d00574572f40a051089c986f94bf938bb2f9dd2a12fe664ce1db"
+
+
+def spambase_content_digest(x: np.ndarray, y: np.ndarray) -> str:
+    """The content checksum of a Spambase table (see :data:`SPAMBASE_CONTENT_SHA256`)."""
+    table = np.column_stack([x.astype(np.float32).astype(np.float64), y.astype(np.float64)])
+    table = table[np.lexsort(table.T[::-1])]
+    return hashlib.sha256(table.astype("<f8").tobytes()).hexdigest()
+
+
 def spambase_path(given=None) -> Path:
-    """``spambase.csv``: the given path or folder, $INVARIANT_AGGREGATOR_SPAMBASE, or ../shared."""
+    """The Spambase table: the given file or folder (``spambase.csv`` or UCI's ``spambase.data``),
+    $INVARIANT_AGGREGATOR_SPAMBASE, or ../shared."""
     candidates = [Path(given).expanduser()] if given else default_locations("spambase", SPAMBASE_ENV_VAR)
     for c in candidates:
-        for p in (c, c / "spambase.csv"):
+        for p in (c, *(c / name for name in SPAMBASE_FILES)):
             if p.is_file():
                 return p
     raise DataMissing(
         "UCI Spambase",
-        ["spambase.csv (57 numeric columns and the label column 'type': spam / nonspam)"],
+        [
+            "spambase.data (UCI's file: 58 numbers per line, no header, the 0/1 label last)",
+            "or spambase.csv (57 numeric columns and the label column 'type': spam / nonspam)",
+        ],
         candidates,
         [
-            "--data PATH to spambase.csv or its folder",
+            f"--data PATH to the file or its folder (UCI's {SPAMBASE_URL}, unzipped)",
+            "--download, to fetch UCI's archive into --data (or the working directory) and check its content",
             f"the environment variable {SPAMBASE_ENV_VAR}=PATH",
             "the synthetic phishing task (python -m deep_experiments run phishing ...)",
         ],
     )
 
 
-def load_spambase(given=None):
-    """Spambase as (x, y, names): y = 1 for spam (the 'phishing' class), 0 for nonspam."""
-    return read_table(spambase_path(given), label="type", n_features=57, label_map={"spam": 1, "nonspam": 0})
+def read_uci_spambase(path):
+    """UCI's ``spambase.data``: no header, 57 features and the 0/1 label (1 = spam) per line."""
+    path = Path(path)
+    rows = [r for r in _csv_rows(path) if r]
+    if not rows:
+        raise ExperimentError(f"{path}: empty; UCI's spambase.data has 4,601 lines")
+    x = np.empty((len(rows), 57), np.float32)
+    y = np.empty(len(rows), np.int64)
+    for r, row in enumerate(rows):
+        if len(row) != 58:
+            raise ExperimentError(
+                f"{path}: line {r + 1} has {len(row)} fields; spambase.data has 57 features and the label"
+            )
+        y[r] = _label(row[57], None, f"{path}: line {r + 1}")
+        try:
+            x[r] = [float(v) for v in row[:57]]
+        except ValueError:
+            raise ExperimentError(f"{path}: line {r + 1} has a non-numeric feature") from None
+    if not np.all(np.isfinite(x)):
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise ExperimentError(f"{path}: NaN/Inf on line {bad[0] + 1}, column {UCI_SPAMBASE_NAMES[bad[1]]!r}")
+    _check_both_classes(y, path)
+    return x, y, list(UCI_SPAMBASE_NAMES)
+
+
+def _has_header(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        first = fh.readline().decode("utf-8", errors="replace").strip().split(",")
+    return not all(_is_number(v) for v in first)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def download_spambase(folder) -> Path:
+    """Fetch UCI's Spambase archive, check the table's content checksum, and write
+    ``folder/spambase.data`` atomically (an existing file with the right content is kept)."""
+    dest = Path(folder).expanduser() / "spambase.data"
+    if dest.is_file() and spambase_content_digest(*read_uci_spambase(dest)[:2]) == SPAMBASE_CONTENT_SHA256:
+        return dest
+    archive = temporary_beside(dest)
+    table = temporary_beside(dest)
+    try:
+        fetch(SPAMBASE_URL, archive)
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                table.write_bytes(zf.read("spambase.data"))  # only this member is read
+        except (zipfile.BadZipFile, KeyError) as exc:
+            raise ExperimentError(f"{SPAMBASE_URL}: not the Spambase archive ({exc})") from None
+        digest = spambase_content_digest(*read_uci_spambase(table)[:2])
+        if digest != SPAMBASE_CONTENT_SHA256:
+            raise ExperimentError(
+                f"{SPAMBASE_URL}: the table's content checksum is {digest}, expected {SPAMBASE_CONTENT_SHA256}; "
+                "it is not the published Spambase table"
+            )
+        os.replace(table, dest)
+    finally:
+        archive.unlink(missing_ok=True)
+        table.unlink(missing_ok=True)
+    return dest
+
+
+def load_spambase(given=None, *, download_to=None):
+    """Spambase as (x, y, names): y = 1 for spam (the 'phishing' class), 0 for nonspam; from
+    UCI's spambase.data or the CSV export. ``download_to``: a folder to fetch it into when it
+    is missing (needs network)."""
+    try:
+        path = spambase_path(given)
+    except DataMissing:
+        if download_to is None:
+            raise
+        path = download_spambase(download_to)
+    if path.suffix == ".data" or not _has_header(path):
+        return read_uci_spambase(path)
+    return read_table(path, label="type", n_features=57, label_map={"spam": 1, "nonspam": 0})
 
 
 def synthetic_phishing(

@@ -25,7 +25,7 @@ class _KrumFamily(AggregationRule):
 
     def _distances(self, stack):
         if self.metric == "cosine":
-            return F.cosine_distances(F.gram_matrix(stack, backend=self.backend))
+            return 1.0 - F.cosine_similarities(stack, backend=self.backend)
         return F.pairwise_sq_distances(stack, backend=self.backend)
 
     def _selection(self, stack, m):
@@ -35,7 +35,7 @@ class _KrumFamily(AggregationRule):
             )
         if m > stack.n:
             raise AggregatorError(f"{self.name}: m = {m} exceeds the number of updates N = {stack.n}")
-        return F.krum_select(self._distances(stack), self.f, m, stack)
+        return F.krum_select(self._distances(stack), self.f, m, stack, rule=self.name)
 
     def _m(self, stack) -> int:
         return stack.n - self.f if self.m is None else self.m
@@ -162,10 +162,11 @@ class RFA(AggregationRule):
 
         beta_i = w_i / max(nu, |z - g_i|),   z <- sum_i beta_i g_i / sum_i beta_i,
 
-    from z = weighted mean, until the objective improves by at most ``tol`` times itself, or
-    ``max_iter`` iterations. The iterations run on the N x N distance matrix (see
-    :func:`functional.geometric_median_coefficients`), so the cost is two passes over the data
-    whatever the number of iterations. ``last_result`` holds the iteration count and convergence.
+    from z = the coordinate-wise median, until the optimality residual (the gradient's length
+    net of the weight sitting at z) is at most ``tol`` times the total weight, or ``max_iter``
+    iterations; updates within ``nu`` of z count as coinciding with it (Vardi & Zhang's step).
+    See :func:`functional.geometric_median`: no update's distance can stop it early. Each
+    iteration reads the data twice. ``last_result`` holds the iterations, convergence and residual.
 
     Example
         >>> import numpy as np, invariant_aggregator as ia
@@ -188,8 +189,7 @@ class RFA(AggregationRule):
         self.last_result: F.GeometricMedian | None = None
 
     def _aggregate(self, stack, weights, client_ids):
-        w = np.ones(stack.n) if weights is None else weights
-        dist = F.pairwise_sq_distances(stack, backend=self.backend)
-        self.last_result = F.geometric_median_coefficients(dist, w, self.nu, self.tol, self.max_iter)
-        coef = self.last_result.coefficients
-        return F.weighted_mean(stack, coef, backend=self.backend)
+        z, self.last_result = F.geometric_median(
+            stack, weights, nu=self.nu, tol=self.tol, max_iter=self.max_iter, backend=self.backend
+        )
+        return z

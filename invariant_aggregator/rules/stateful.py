@@ -7,6 +7,7 @@ SparseFed (the server's error-feedback accumulator). The per-round mathematics i
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -20,8 +21,32 @@ from .base import StatefulRule, check_backend, register
 __all__ = ["WeakDP", "FoolsGold", "SparseFed"]
 
 
-def _clip_factors(stack: Stack, clip_norm: float, backend: str) -> np.ndarray:
-    return F.clip_factors(F.row_sq_norms(stack, backend=backend), clip_norm)
+MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 64 bits
+
+
+@contextlib.contextmanager
+def _state_errors(rule: str, expected: str):
+    """Turn any failure to read a state dict into one AggregatorError that says what was expected."""
+    try:
+        yield
+    except AggregatorError as exc:
+        raise AggregatorError(f"{rule}.load_state_dict: {exc}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        raise AggregatorError(
+            f"{rule}.load_state_dict: not a state of this rule ({type(exc).__name__}: {exc}); expected {expected}, "
+            "as returned by state_dict()"
+        ) from None
+
+
+def _clip_factors(stack: Stack, clip_norm: float, backend: str, rule: str) -> np.ndarray:
+    norms = F.row_norms(stack, backend=backend)
+    if not np.all(np.isfinite(norms)):
+        raise AggregatorError(
+            f"{rule}: the L2 norm of update row(s) {np.flatnonzero(~np.isfinite(norms)).tolist()} exceeds the float64 "
+            "range, so the clipped update cannot be formed exactly; such an update is absurd (a scaled attack?): "
+            "drop it"
+        )
+    return F.clip_factors(norms, clip_norm)
 
 
 class _RandomState(StatefulRule):
@@ -49,12 +74,16 @@ class _RandomState(StatefulRule):
         return {"seed": self._seed, "generators": {k: g.get_state() for k, g in self._generators.items()}}
 
     def load_state_dict(self, state: dict) -> None:
-        self._seed = state["seed"]
-        self._generators = {}
-        for key, rng_state in state["generators"].items():
-            gen = torch.Generator(device=key)
-            gen.set_state(rng_state)
-            self._generators[key] = gen
+        with _state_errors(self.name, "{'seed': int or None, 'generators': {device: ByteTensor}}"):
+            seed = state["seed"]
+            if seed is not None:
+                check_int("seed", seed, 0, MAX_SEED)
+            generators = {}
+            for key, rng_state in state["generators"].items():
+                gen = torch.Generator(device=key)
+                gen.set_state(rng_state)
+                generators[key] = gen
+        self._seed, self._generators = seed, generators
 
 
 @register
@@ -81,15 +110,16 @@ class WeakDP(_RandomState):
         self._set(
             clip_norm=check_real("clip_norm", clip_norm, 0.0, math.inf, low_open=True),
             noise_std=check_real("noise_std", noise_std, 0.0, math.inf),
-            seed=None if seed is None else check_int("seed", seed, 0),
+            seed=None if seed is None else check_int("seed", seed, 0, MAX_SEED),
         )
         self.backend = check_backend(backend)
         self._init_rng(self.seed)
 
     def _aggregate(self, stack, weights, client_ids):
         w = np.ones(stack.n) if weights is None else weights
-        coef = w * _clip_factors(stack, self.clip_norm, self.backend) / w.sum()
-        out = F.weighted_sum(stack, coef, backend=self.backend, rule=self.name)
+        w = w * F.power_of_two_scale(w.max())  # exact; weights up to 1e308 keep a finite sum
+        coef = w * _clip_factors(stack, self.clip_norm, self.backend, self.name)
+        out = F.weighted_sum(stack, coef, divisor=w.sum(), backend=self.backend, rule=self.name)
         if self.noise_std > 0:
             device = stack.device
             noise = torch.randn(stack.d, generator=self._generator(device), dtype=torch.float64, device=device)
@@ -138,7 +168,13 @@ class FoolsGold(StatefulRule):
         return {"history": {c: h.clone() for c, h in self._history.items()}}
 
     def load_state_dict(self, state: dict) -> None:
-        self._history = {c: torch.as_tensor(h).clone() for c, h in state["history"].items()}
+        with _state_errors(self.name, "{'history': {client id: 1-d float tensor}}"):
+            history = {c: torch.as_tensor(h).clone() for c, h in state["history"].items()}
+            check_client_ids(list(history), len(history), self.name)
+            for c, h in history.items():
+                if h.ndim != 1 or h.dtype not in (torch.float32, torch.float64) or not bool(torch.isfinite(h).all()):
+                    raise AggregatorError(f"client {c!r}'s history must be a finite 1-d float tensor")
+        self._history = history
 
     def weights_from_similarity(self, cs: np.ndarray) -> np.ndarray:
         """The FoolsGold weights of clients with history similarities ``cs`` (see
@@ -148,6 +184,7 @@ class FoolsGold(StatefulRule):
     def _aggregate(self, stack, weights, client_ids):
         ids = check_client_ids(client_ids, stack.n, self.name)
         F.row_sq_norms(stack, backend=self.backend)  # raises on NaN/Inf before the history is touched
+        updated = {}
         for i, c in enumerate(ids):
             row = stack.tensor[i]
             if c in self._history:
@@ -156,11 +193,17 @@ class FoolsGold(StatefulRule):
                         f"foolsgold: client {c!r} sent {row.numel()} coordinates, its history has "
                         f"{self._history[c].numel()}; call reset() when the model changes"
                     )
-                self._history[c] = self._history[c].to(row.device, row.dtype) + row
+                updated[c] = self._history[c].to(row.device, row.dtype) + row
+                if not bool(torch.isfinite(updated[c]).all()):
+                    raise AggregatorError(
+                        f"foolsgold: client {c!r}'s update history overflows its dtype ({row.dtype}) with this "
+                        "update; its updates are absurdly large (a scaled attack?): drop them. The history is unchanged"
+                    )
             else:
-                self._history[c] = row.clone()
+                updated[c] = row.clone()
+        self._history.update(updated)  # only once every new history is valid
         hist = torch.stack([self._history[c] for c in ids])
-        cs = 1.0 - F.cosine_distances(F.gram_matrix(hist, backend=self.backend))
+        cs = F.cosine_similarities(hist, backend=self.backend)
         a = self.weights_from_similarity(cs)
         self.last_weights = a
         if a.sum() <= 0:
@@ -211,14 +254,18 @@ class SparseFed(StatefulRule):
         return {"error": None if self._error is None else self._error.clone()}
 
     def load_state_dict(self, state: dict) -> None:
-        self._error = None if state["error"] is None else torch.as_tensor(state["error"]).clone()
+        with _state_errors(self.name, "{'error': None or a 1-d float tensor}"):
+            error = None if state["error"] is None else torch.as_tensor(state["error"]).clone()
+            if error is not None and (error.ndim != 1 or error.dtype not in (torch.float32, torch.float64)):
+                raise AggregatorError("the error accumulator must be a 1-d float tensor")
+        self._error = error
 
     def _aggregate(self, stack, weights, client_ids):
         k = self.k if isinstance(self.k, int) else math.ceil(self.k * stack.d)
         if k > stack.d:
             raise AggregatorError(f"sparsefed: k = {k} exceeds the number of coordinates d = {stack.d}")
-        coef = _clip_factors(stack, self.clip_norm, self.backend) / stack.n
-        mean = F.weighted_sum(stack, coef, backend=self.backend, rule=self.name)
+        coef = _clip_factors(stack, self.clip_norm, self.backend, self.name)
+        mean = F.weighted_sum(stack, coef, divisor=stack.n, backend=self.backend, rule=self.name)
         if self._error is None:
             self._error = torch.zeros_like(mean)
         elif self._error.shape != mean.shape:

@@ -38,8 +38,9 @@ def test_data_location_maps_to_each_tasks_setting():
     assert de.data_overrides("spambase", "/s.csv") == {"data.path": "/s.csv"}
     assert de.data_overrides("phishing", "/p.csv") == {"data.source": "table", "data.path": "/p.csv"}
     assert de.data_overrides("twitter", None, download=True) == {"data.download": True}
+    assert de.data_overrides("spambase", None, download=True) == {"data.download": True}
     with pytest.raises(ExperimentError, match="nothing to download"):
-        de.data_overrides("spambase", None, download=True)
+        de.data_overrides("phishing", None, download=True)
 
 
 def test_settings_rows_are_configuration_not_defence_flags():

@@ -264,3 +264,181 @@ def test_partition_errors():
         partition.dirichlet_partition(np.zeros(10), 2, 0.0, rng)
     with pytest.raises(ExperimentError, match="cannot be split"):
         partition.iid_partition(3, 5, rng)
+
+
+# ----------------------------------------------------------------------------- hardening (issue 10)
+def _glove(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("file_dim, dim", [(4, 3), (3, 5), (300, 50)])
+def test_glove_width_mismatch_is_refused_before_matching_any_word(tmp_path, file_dim, dim):
+    # a wider file used to glue numbers into every token: a 0-word vocabulary and a "successful" run
+    path = _glove(tmp_path / "g.txt", [f"love {' '.join(['0.5'] * file_dim)}", f"hate {' '.join(['0.1'] * file_dim)}"])
+    with pytest.raises(ExperimentError, match=rf"have {file_dim} numbers, data.embedding_dim is {dim}"):
+        sent140.load_glove(path, dim, {"love"})
+
+
+def test_glove_numeric_first_token_does_not_fool_the_width_check(tmp_path):
+    path = _glove(tmp_path / "g.txt", ["000 1 2 3", "love 4 5 6"])
+    assert set(sent140.load_glove(path, 3)) == {"000", "love"}
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+def test_glove_non_finite_vectors(tmp_path, bad):
+    path = _glove(tmp_path / "g.txt", ["love 1 2 3", f"hate 1 {bad} 3"])
+    with pytest.raises(ExperimentError, match=r"g.txt:2: the vector of 'hate' holds NaN/Inf"):
+        sent140.load_glove(path, 3)
+
+
+def test_glove_empty_file_and_bad_zip(tmp_path):
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(ExperimentError, match="no vectors in the file"):
+        sent140.load_glove(tmp_path / "empty.txt", 3, {"love"})
+    (tmp_path / "g.zip").write_bytes(b"this is not a zip archive")
+    with pytest.raises(ExperimentError, match="g.zip: not a readable zip archive"):
+        sent140.load_glove(tmp_path / "g.zip", 3)
+
+
+def test_glove_coverage(tmp_path):
+    with pytest.raises(ExperimentError, match="out-of-vocabulary rate 100%"):
+        sent140.check_coverage(1.0, tmp_path / "g.txt")
+    seen = []
+    sent140.check_coverage(0.6, "g.txt", warn=seen.append)
+    sent140.check_coverage(0.5, "g.txt", warn=seen.append)
+    assert len(seen) == 1 and "60%" in seen[0]
+
+
+def _leaf(tmp_path, blob):
+    for split in ("train", "test"):
+        (tmp_path / split).mkdir(exist_ok=True)
+        (tmp_path / split / "a.json").write_text(blob if isinstance(blob, str) else json.dumps(blob))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "blob, message",
+    [
+        ({"users": ["u"], "user_data": [["u", {"x": [], "y": []}]]}, "'user_data' object mapping each user"),
+        ({"users": ["u"], "user_data": {"u": [1, 2]}}, "user 'u': expected"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        (
+            {"users": ["u"], "user_data": {"u": {"x": [["1", "d", "q", "u", "hi"]], "y": [True]}}},
+            "labels must be 0 or 1",
+        ),
+    ],
+)
+def test_leaf_malformed_files_are_named(tmp_path, blob, message):
+    with pytest.raises(ExperimentError, match=message):
+        sent140.load_sent140(_leaf(tmp_path, blob))
+
+
+def _batch(path, labels):
+    data = np.zeros((len(np.asarray(labels).reshape(-1)), 3072), np.uint8)
+    path.write_bytes(pickle.dumps({b"data": data, b"labels": labels}))
+
+
+@pytest.mark.parametrize("labels", [["cat", "dog"], np.array([[1], [2]])])
+def test_cifar10_batch_with_wrong_labels_names_the_file(tmp_path, labels):
+    _batch(tmp_path / "data_batch_3", labels)
+    with pytest.raises(ExperimentError, match=r"data_batch_3: b'labels' must be a flat list of integers"):
+        cifar10._read_batch(tmp_path / "data_batch_3")
+
+
+def test_cifar10_corrupt_batch_names_the_file(tmp_path):
+    (tmp_path / "data_batch_2").write_bytes(b"\x80\x04garbage")
+    with pytest.raises(ExperimentError, match=r"data_batch_2: not a readable pickle"):
+        cifar10._read_batch(tmp_path / "data_batch_2")
+
+
+@pytest.mark.parametrize("label", ["1.5", "0.7", "inf", "-1", "yes", ""])
+def test_table_labels_are_never_truncated(tmp_path, label):
+    header = [f"f{i}" for i in range(3)] + ["label"]
+    path = _write_csv(tmp_path / "t.csv", header, [[0, 0, 0, 0], [1, 1, 1, label]])
+    with pytest.raises(ExperimentError, match=r"row 3: label .* is not binary"):
+        tabular.read_table(path, label="label", n_features=3)
+
+
+def test_table_accepts_labels_written_as_floats(tmp_path):
+    path = _write_csv(tmp_path / "t.csv", ["a", "label"], [[0, "0.0"], [1, "1.0"], [2, "1"]])
+    assert tabular.read_table(path, label="label", n_features=1)[1].tolist() == [0, 1, 1]
+
+
+def test_table_with_two_label_columns_is_refused(tmp_path):
+    # the second 'label' used to be read as a feature: the label leaked into the inputs
+    path = _write_csv(tmp_path / "t.csv", ["a", "label", "label"], [[0, 0, 0], [1, 1, 1]])
+    with pytest.raises(ExperimentError, match="2 columns are named 'label'"):
+        tabular.read_table(path, label="label", n_features=None)
+
+
+def test_single_class_table_is_refused(tmp_path):
+    path = _write_csv(tmp_path / "t.csv", ["a", "label"], [[0, 1], [1, 1], [2, 1]])
+    with pytest.raises(ExperimentError, match="every row has label 1; a classifier needs both classes"):
+        tabular.read_table(path, label="label", n_features=1)
+
+
+@pytest.mark.parametrize("content", ["a,label\n0,1\ncafé,0\n".encode("latin-1"), bytes(range(256)) * 4])
+def test_non_utf8_and_binary_tables(tmp_path, content):
+    (tmp_path / "t.csv").write_bytes(content)
+    with pytest.raises(ExperimentError, match="t.csv: not UTF-8 text"):
+        tabular.read_table(tmp_path / "t.csv", label="label", n_features=1)
+
+
+def _uci_lines(x, y):
+    lines = (",".join([*(f"{v:g}" for v in row), str(int(label))]) for row, label in zip(x, y, strict=True))
+    return "\n".join(lines) + "\n"
+
+
+def test_official_uci_spambase_format(tmp_path):
+    rng = np.random.default_rng(0)
+    x = np.round(rng.random((6, 57)) * 3, 2).astype(np.float32)
+    y = np.array([1, 0, 1, 0, 0, 1])
+    (tmp_path / "spambase.data").write_text(_uci_lines(x, y))
+    gx, gy, names = tabular.load_spambase(tmp_path)
+    np.testing.assert_array_equal(gx, x)
+    assert gy.tolist() == y.tolist() and names[37] == "word_freq_parts" and len(names) == 57
+    (tmp_path / "bad.data").write_text("1,2,3\n")
+    with pytest.raises(ExperimentError, match="line 1 has 3 fields"):
+        tabular.load_spambase(tmp_path / "bad.data")
+
+
+def test_spambase_missing_says_where_to_get_it(tmp_path):
+    with pytest.raises(DataMissing, match=r"(?s)spambase\.data.*archive\.ics\.uci\.edu.*--download"):
+        tabular.load_spambase(tmp_path / "nowhere")
+
+
+def _uci_zip(path, text):
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("spambase.data", text)
+        zf.writestr("spambase.names", "| the names file")
+    return path
+
+
+def test_spambase_download_refuses_another_table(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    archive = _uci_zip(tmp_path / "spambase.zip", _uci_lines(rng.random((4, 57)), [1, 0, 1, 0]))
+    monkeypatch.setattr(tabular, "SPAMBASE_URL", archive.as_uri())
+    with pytest.raises(ExperimentError, match="content checksum"):
+        tabular.load_spambase(tmp_path / "dest", download_to=tmp_path / "dest")
+    assert not any((tmp_path / "dest").iterdir())  # nothing half-written is left
+
+
+@needs_shared
+def test_spambase_download_accepts_the_published_table(tmp_path, monkeypatch):
+    # the real table, written in UCI's format and served from a file:// URL (no network here)
+    x, y, _ = tabular.load_spambase(SHARED / "spambase")
+    archive = _uci_zip(tmp_path / "spambase.zip", _uci_lines(x, y))
+    monkeypatch.setattr(tabular, "SPAMBASE_URL", archive.as_uri())
+    gx, gy, _ = tabular.load_spambase(tmp_path / "dest", download_to=tmp_path / "dest")
+    np.testing.assert_array_equal(gx, x)
+    np.testing.assert_array_equal(gy, y)
+    assert (tmp_path / "dest" / "spambase.data").is_file()
+
+
+def test_dirichlet_failure_names_the_settings():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ExperimentError, match=r"(?s)federation.n_clients = 100.*data.dirichlet_alpha"):
+        partition.dirichlet_partition(np.r_[np.zeros(150), np.ones(3)], 100, 0.01, rng)
+    with pytest.raises(ExperimentError, match="federation.n_clients = 100"):
+        partition.dirichlet_partition(np.zeros(50), 100, 0.5, rng)
