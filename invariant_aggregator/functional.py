@@ -248,7 +248,9 @@ def power_of_two_scale(magnitudes) -> np.ndarray:
     scaled values and scaled back gives the same bits as the plain one wherever the plain one
     does not overflow or underflow, and the right answer where it does."""
     _, exponent = np.frexp(np.asarray(magnitudes, dtype=np.float64))
-    return np.ldexp(1.0, -exponent)
+    # a subnormal magnitude has an exponent below -1021, whose inverse power of two overflows:
+    # scale it as far as a finite factor goes (the result then lies in [2^-53, 0.5))
+    return np.ldexp(1.0, -np.maximum(exponent, -1021))
 
 
 def row_max_abs(updates, *, rows=None) -> np.ndarray:

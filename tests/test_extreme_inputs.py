@@ -82,6 +82,11 @@ def norms(x):
     return top[:, 0] * np.linalg.norm(x / top, axis=1)
 
 
+def clip_factors(x, clip=2):
+    """min(1, C / |x_i|) as exact Fractions of the (float) norms."""
+    return [Fraction(1) if v <= clip else Fraction(clip) / Fraction(float(v)) for v in norms(x)]
+
+
 def cosines(x):
     top = np.abs(x).max(axis=1, keepdims=True)
     top[top == 0] = 1
@@ -92,19 +97,32 @@ def cosines(x):
 
 
 def combination(x, coefficients, divisor):
-    """sum_i c_i x_i / divisor exactly (coefficients as given floats), with its magnitude sum."""
+    """sum_i c_i x_i / divisor exactly (coefficients: floats or Fractions), with its magnitude sum."""
     ex = exact(x)
-    c = [Fraction(float(v)) for v in coefficients]
-    div = Fraction(float(divisor))
+    c = [v if isinstance(v, Fraction) else Fraction(float(v)) for v in coefficients]
+    div = divisor if isinstance(divisor, Fraction) else Fraction(float(divisor))
     value = [float(sum(ci * row[j] for ci, row in zip(c, ex, strict=True)) / div) for j in range(x.shape[1])]
     scale = [float(sum(abs(ci * row[j]) for ci, row in zip(c, ex, strict=True)) / abs(div)) for j in range(x.shape[1])]
     return np.array(value), np.array(scale)
 
 
-def assert_close(got, value, scale):
+def assert_close(got, value, scale, floor=0.0):
     got = np.asarray(got, dtype=np.float64)
     assert np.all(np.isfinite(got)), got
-    np.testing.assert_array_less(np.abs(got - value), ULPS * scale + 1e-300)
+    np.testing.assert_array_less(np.abs(got - value), ULPS * scale + floor + 1e-300)
+
+
+SUBNORMAL_SPACING = 2.0**-1074
+
+
+def subnormal_floor(x, weights):
+    """The weighted rules normalise their coefficients to at most 1 (weights by the largest, so
+    that 1e308 each still sums); a coefficient that lands below 2^-1022 (a weight 1e-300 of a
+    largest 1e18, times a clip factor) keeps only the subnormal spacing 2^-1074 of absolute
+    precision. Its error in the result is at most that spacing times the row it multiplies,
+    over the normalised weight sum: float64's dynamic range, not a bug."""
+    w = np.ones(x.shape[0]) if weights is None else weights
+    return 4 * x.shape[0] * SUBNORMAL_SPACING * np.abs(x).max(axis=0) / (w / w.max()).sum()
 
 
 def outcome(rule, x, **kw):
@@ -158,15 +176,14 @@ def oracle(name, x, weights):
             return None
         return window(x[np.sort(order[: n - 1])], 0, n - 1)
     if name == "weak_dp":
-        w = np.ones(n) if weights is None else weights
-        w = w / w.max()
-        factors = np.minimum(1.0, 2.0 / np.maximum(norms(x), 1e-300))
-        return combination(x, w * factors, w.sum())
+        w = [Fraction(float(v)) for v in (np.ones(n) if weights is None else weights)]
+        # the clipped coefficients exactly: a float product w * factor can be subnormal and inexact
+        coef = [wi * f for wi, f in zip(w, clip_factors(x), strict=True)]
+        return combination(x, coef, sum(w))
     if name == "sparsefed":
         if x.shape[1] < 2:
             return "raises"  # k = 2 coordinates of a 1-d update: refused at the call
-        factors = np.minimum(1.0, 2.0 / np.maximum(norms(x), 1e-300))
-        value, scale = combination(x, factors, n)
+        value, scale = combination(x, clip_factors(x), n)
         order = np.argsort(-np.abs(value), kind="stable")
         if x.shape[1] > 2 and abs(value[order[1]]) - abs(value[order[2]]) <= 1e-9 * abs(value[order[1]]):
             return None
@@ -177,12 +194,13 @@ def oracle(name, x, weights):
         a = F.foolsgold_weights(cosines(x), 1.0)
         if a.sum() <= 0:
             return "raises"
-        return combination(x, a / a.max(), (a / a.max()).sum())
+        return _weighted(x, a)
     raise AssertionError(name)
 
 
 def _weighted(x, w):
-    return combination(x, w / w.max(), (w / w.max()).sum())
+    exact_w = [Fraction(float(v)) for v in w]
+    return combination(x, exact_w, sum(exact_w))
 
 
 def _bulyan(x, f):
@@ -247,7 +265,8 @@ def test_extreme_rows_give_the_definition_or_an_error(name, x, data):
         # only a ranking of squared distances beyond float64 may be refused
         assert name in DISTANCE_RULES and np.abs(x).max() >= SAFE, f"{name} refused a representable case"
         return
-    assert_close(got, *expected)
+    weighted = name in ("fedavg", "weak_dp", "sparsefed", "foolsgold")
+    assert_close(got, *expected, floor=subnormal_floor(x, weights) if weighted else 0.0)
 
 
 @settings(max_examples=60, deadline=None)
@@ -364,3 +383,22 @@ def test_exact_oracles_agree_with_the_float_oracles_on_ordinary_data():
     np.testing.assert_allclose(window(x, 2, 6)[0], oracles.window_mean(x, 2, 6), rtol=1e-15)
     order, _ = krum_order(x, 1)
     assert order[0] == oracles.krum_index(x, 1)
+
+
+@given(st.floats(0, 1.7e308, allow_subnormal=True))
+def test_power_of_two_scale_is_finite_and_exact(m):
+    s = F.power_of_two_scale(m)
+    assert np.isfinite(s) and s > 0 and np.log2(s) == np.round(np.log2(s))  # a power of two
+    if m > 0:
+        assert 2.0**-53 <= m * s < 1.0  # subnormals: as far as a finite factor goes
+        assert m >= 2.0**-1022 or m * s < 0.5
+
+
+def test_rfa_with_a_weight_whose_beta_is_subnormal():
+    # 0.1 / 1e307 is subnormal: scaling it by 2^-exponent overflowed to inf and the mean to NaN
+    x = np.zeros((8, 1))
+    x[-1] = 1e307
+    w = np.ones(8)
+    w[-1] = 0.1
+    rule = ia.make("rfa", nu=1e-12, tol=1e-12)
+    assert rule(x, weights=w)[0] == 0.0 and rule.last_result.converged
