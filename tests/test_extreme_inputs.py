@@ -191,7 +191,19 @@ def oracle(name, x, weights):
         keep[order[:2]] = 1
         return value * keep, scale * keep
     if name == "foolsgold":
-        a = F.foolsgold_weights(cosines(x), 1.0)
+        cs = cosines(x)
+        # FoolsGold's pardoning compares max similarities (v_i < v_j) and zeroes a_i below the
+        # collinear threshold: where the exact values tie or sit on it, float rounding on either
+        # side decides, and the definition itself is discontinuous there. It also scales by
+        # v_i / v_j: a v_i near 0 turns cosine rounding (1e-16 absolute) into relative errors
+        # of 1e-16 / v_i in the weights. Both are the definition's conditioning, not the code's.
+        v = np.sort(np.max(cs - 2 * np.eye(n), axis=1))
+        gaps = np.diff(v)
+        near_ties = np.any((gaps > 0) & (gaps < 1e-9))
+        near_threshold = np.any(np.abs(1 - cs[~np.eye(n, dtype=bool)] - 1e-9) < 1e-9)
+        if near_ties or near_threshold or np.any((v != 0) & (np.abs(v) < 1e-4)):
+            return None
+        a = F.foolsgold_weights(cs, 1.0)
         if a.sum() <= 0:
             return "raises"
         return _weighted(x, a)
