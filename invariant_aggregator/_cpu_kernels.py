@@ -11,10 +11,26 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+import torch
 from numba import njit, prange
 
 N_CHUNKS = 64  # fixed: reductions then sum in the same order whatever the thread count
 _L1_BYTES = 24 * 1024
+
+
+def run(kernel, *args):
+    """Call a parallel kernel and leave torch's intra-op thread count as the caller had it.
+
+    With OpenMP as numba's threading layer, numba and torch share libgomp, and a parallel
+    kernel's launch resets the process-wide OpenMP thread count: a caller that set
+    ``torch.set_num_threads(1)`` (small models train fastest on one thread) found 2 afterwards,
+    and on a loaded 2-core machine local training ran 10-50x slower."""
+    threads = torch.get_num_threads()
+    try:
+        return kernel(*args)
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 def block_columns(n_rows: int, itemsize: int) -> int:

@@ -161,12 +161,12 @@ def _window_mean(stack: Stack, rows: np.ndarray, lo: int, hi: int, min_agree: in
         x = stack.cpu
         out = np.empty(stack.d, dtype=x.dtype)
         if stack.d >= SPECIALISE_MIN_COORDINATES and 2 <= n <= MAX_SPECIALISED_ROWS:
-            bad = window_kernel(n, lo, hi)(x, rows, min_agree, out, cpu.N_CHUNKS)
+            bad = cpu.run(window_kernel(n, lo, hi), x, rows, min_agree, out, cpu.N_CHUNKS)
         else:
             first, second = window_plan(n, lo, hi)
             block = cpu.block_columns(n, x.itemsize)
-            bad = cpu.window_mean(
-                x, rows, lo, hi, first, second, min_agree, out, block, cpu.chunk_count(stack.d, block)
+            bad = cpu.run(
+                cpu.window_mean, x, rows, lo, hi, first, second, min_agree, out, block, cpu.chunk_count(stack.d, block)
             )
         if bad:
             raise_non_finite(rule, stack, rows)
@@ -196,7 +196,7 @@ def sign_sum(updates, *, rows=None, backend: str = "auto"):
         return _vector(updates, stack, _on_device("sign_sum", tk.sign_sum, stack, r))
     out = np.empty(stack.d, dtype=np.int32)
     block = cpu.block_columns(r.shape[0], stack.cpu.itemsize)
-    if cpu.sign_sum(stack.cpu, r, out, block, cpu.chunk_count(stack.d, block)):
+    if cpu.run(cpu.sign_sum, stack.cpu, r, out, block, cpu.chunk_count(stack.d, block)):
         raise_non_finite("sign_sum", stack, r)
     return _vector(updates, stack, out)
 
@@ -298,7 +298,9 @@ def weighted_sum(
     else:
         host = np.empty(stack.d, dtype=np.float64 if out_dtype == torch.float64 else stack.cpu.dtype)
         block = cpu.block_columns(r.shape[0], stack.cpu.itemsize)
-        if cpu.weighted_row_sum(stack.cpu, r, coef, float(divisor), host, block, cpu.chunk_count(stack.d, block)):
+        if cpu.run(
+            cpu.weighted_row_sum, stack.cpu, r, coef, float(divisor), host, block, cpu.chunk_count(stack.d, block)
+        ):
             raise_non_finite(rule, stack, r)
         out = torch.from_numpy(host)
     may_overflow = stack.dtype == torch.float64 or np.abs(coef).sum() > abs(divisor)
@@ -339,7 +341,7 @@ def _matrix(stack: Stack, rows, backend: str, cpu_fn, torch_fn, rule: str) -> np
     if not _on_host(stack, backend):
         return _on_device(rule, torch_fn, stack, r).cpu().numpy()
     block = cpu.block_columns(r.shape[0], 8)
-    result, bad = cpu_fn(stack.cpu, r, block, cpu.chunk_count(stack.d, block))
+    result, bad = cpu.run(cpu_fn, stack.cpu, r, block, cpu.chunk_count(stack.d, block))
     if bad:
         raise_non_finite(rule, stack, r)
     return result
@@ -401,7 +403,7 @@ def row_distances_to(updates, z, *, rows=None, backend: str = "auto") -> np.ndar
         sq = _on_device("row_distances_to", tk.row_sq_distances_to, stack, r, z64).cpu().numpy()
     else:
         block = cpu.block_columns(r.shape[0], 8)
-        sq, bad = cpu.row_sq_distances_to(stack.cpu, r, z64.numpy(), block, cpu.chunk_count(stack.d, block))
+        sq, bad = cpu.run(cpu.row_sq_distances_to, stack.cpu, r, z64.numpy(), block, cpu.chunk_count(stack.d, block))
         if bad:
             raise_non_finite("row_distances_to", stack, r)
     dist = np.sqrt(sq)
