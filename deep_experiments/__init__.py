@@ -8,7 +8,7 @@ attacks are objects in :mod:`deep_experiments.attacks`; results and tables are o
 """
 
 from . import attacks, results
-from .api import load_config, run, run_config
+from .api import load_config, run, run_config, table1
 from .attacks import build_attack, project_to_ball
 from .config import resolve
 from .defences import TABLE1_ROWS, build_rule, resolve_defence
@@ -39,4 +39,5 @@ __all__ = [
     "results",
     "run",
     "run_config",
+    "table1",
 ]

@@ -16,14 +16,16 @@ here; nothing outside ``cli.py`` parses arguments.
 from __future__ import annotations
 
 import numbers
+from pathlib import Path
 
+from . import results
 from .config import load_config, with_overrides
-from .defences import resolve_defence, setting_overrides
+from .defences import NOT_APPLICABLE, SETTINGS, TABLE1_ROWS, check_defence_name, resolve_defence, setting_overrides
 from .engine import Run
 from .errors import ExperimentError
-from .tasks import data_overrides
+from .tasks import MODALITY, data_overrides
 
-__all__ = ["load_config", "run_config", "run"]
+__all__ = ["load_config", "run_config", "run", "table1"]
 
 RUN_KEYS = ("seed", "defence")  # what a run adds to the task's configuration
 
@@ -66,3 +68,79 @@ def run(
     configuration in ``out`` is refused unless ``restart``."""
     cfg = run_config(config, defence, seed=seed, params=params, data=data, download=download, device=device)
     return Run(cfg, out, restart=restart).run(progress=progress)
+
+
+def _finished_or_refused(folder: Path, wanted: dict, restart: bool) -> bool:
+    """True when ``folder`` holds a finished run of exactly ``wanted``; refuses another one."""
+    if restart or not results.is_finished(folder):
+        return False
+    changed = results.config_differences(results.load_summaries([folder])[0].get("config"), wanted)
+    if not changed:
+        return True
+    raise ExperimentError(
+        f"{folder} holds a finished run of another configuration ({'; '.join(changed[:5])}"
+        f"{' ...' if len(changed) > 5 else ''}); use another --out, or --restart to discard it"
+    )
+
+
+def table1(
+    config: dict,
+    *,
+    out,
+    defences=None,
+    seeds=(0, 1, 2),
+    clean: bool = True,
+    params=None,
+    data=None,
+    download: bool = False,
+    device=None,
+    restart: bool = False,
+    progress: bool = True,
+    log=print,
+) -> list[dict]:
+    """Table 1 for the task of ``config``: every defence (default: every row) under attack for
+    each seed in ``out/DEFENCE/seedS``, and with ``clean`` the same defence, with the
+    hyperparameters it had under attack, without attackers in ``out/clean/DEFENCE/seedS`` (its
+    utility cost). Finished runs of the identical configuration are reused; rows that do not
+    apply to the task's kind are reported as such. Returns the table's rows, also written to
+    ``out/table.{json,csv,md}``."""
+    task = config["task"]
+    defences = list(defences or TABLE1_ROWS.values())
+    for defence in defences:  # every name is checked before anything trains
+        check_defence_name(defence)
+    skipped = {d: NOT_APPLICABLE[(d, MODALITY[task])] for d in defences if (d, MODALITY[task]) in NOT_APPLICABLE}
+    out = Path(out)
+    options = {"data": data, "download": download, "device": device}
+    for defence in (d for d in defences if d not in skipped):
+        for seed in seeds:
+            wanted = run_config(config, defence, seed=seed, params=params, **options)
+            runs = [(out / defence / f"seed{seed}", wanted)]
+            if clean and defence not in SETTINGS:
+                # the defence as configured under attack (f = "auto" resolved there), no attacker
+                fixed = dict(wanted["defence"]["params"])
+                quiet = with_overrides(
+                    {k: v for k, v in config.items() if k not in RUN_KEYS}, {"federation.malicious_fraction": 0.0}
+                )
+                runs.append(
+                    (
+                        out / "clean" / defence / f"seed{seed}",
+                        run_config(quiet, defence, seed=seed, params=fixed, **options),
+                    )
+                )
+            for folder, cfg in runs:
+                if _finished_or_refused(folder, cfg, restart):
+                    continue
+                s = Run(cfg, folder, restart=restart).run(progress=progress)
+                kind = "no attack" if folder.parent.parent.name == "clean" else "attack"
+                log(
+                    f"{defence:>18} seed {seed} ({kind}): Acc_M {s['acc_m']:.3f}  Acc_B {s['acc_b']:.3f}  "
+                    f"({s['seconds']:.1f} s)"
+                )
+    rows = results.table(results.load_summaries([out]))
+    label = {v: k for k, v in TABLE1_ROWS.items()}
+    rows += [
+        {"task": task, "defence": d, "row": label.get(d, d), "seeds": [], "differs": [], "not_applicable": why}
+        for d, why in skipped.items()
+    ]
+    results.write_table(rows, out / results.TABLE)
+    return rows

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from . import api, results
 from .config import SCALES, load_config, parse_assignment, render
-from .defences import TABLE1_ROWS, check_defence_name, defence_names
+from .defences import defence_names
 from .errors import ExperimentError
-from .tasks import TASKS
+from .tasks import MODALITY, TASKS
 
 EPILOG = """examples:
   python -m deep_experiments run phishing --defence invariant --seed 0 --out runs/ph-inv
@@ -60,33 +60,22 @@ def cmd_run(args) -> int:
 
 
 def cmd_table1(args) -> int:
-    defences = args.defences or list(TABLE1_ROWS.values())
-    out = Path(args.out)
-    base = _base_config(args, args.task)
-    for defence in defences:  # every name is checked before anything trains
-        check_defence_name(defence)
-    for defence in defences:
-        for seed in args.seeds:
-            folder = out / defence / f"seed{seed}"
-            if results.is_finished(folder) and not args.restart:
-                wanted = api.run_config(base, defence, seed=seed, **_run_options(args))
-                have = results.load_summaries([folder])[0].get("config")
-                changed = results.config_differences(have, wanted)
-                if not changed:
-                    continue  # finished earlier with this configuration: the table resumes
-                raise ExperimentError(
-                    f"{folder} holds a finished run of another configuration ({'; '.join(changed[:5])}"
-                    f"{' ...' if len(changed) > 5 else ''}); use another --out, or --restart to discard it"
-                )
-            s = _run(args, base, defence, seed, folder)
-            print(
-                f"{defence:>18} seed {seed}: Acc_M {s['acc_m']:.3f}  Acc_B {s['acc_b']:.3f}  ({s['seconds']:.1f} s)",
-                flush=True,
-            )
-    rows = results.table(results.load_summaries([out]))
-    paths = results.write_table(rows, out / results.TABLE)
+    rows = api.table1(
+        _base_config(args, args.task),
+        out=args.out,
+        defences=args.defences,
+        seeds=args.seeds or (range(5) if MODALITY[args.task] == "tabular" else range(3)),
+        clean=not args.no_clean,
+        params=_params(getattr(args, "param", None)),
+        data=args.data,
+        download=args.download,
+        device=args.device,
+        restart=args.restart,
+        progress=not args.no_progress,
+        log=lambda line: print(line, flush=True),
+    )
     print(results.to_markdown(rows))
-    print("written:", ", ".join(map(str, paths)))
+    print("written:", ", ".join(str(Path(args.out) / f"{results.TABLE}.{x}") for x in ("json", "csv", "md")))
     return 0
 
 
@@ -132,7 +121,12 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     t1 = sub.add_parser("table1", help="every Table 1 row x seeds, then the table")
     _common(t1)
-    t1.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    t1.add_argument(
+        "--seeds", type=int, nargs="+", help="default: 0..4 for the tabular tasks (cheap runs), 0 1 2 otherwise"
+    )
+    t1.add_argument(
+        "--no-clean", action="store_true", help="skip each defence's runs without attackers (its utility cost)"
+    )
     t1.add_argument("--defences", nargs="+", metavar="NAME", help="a subset of the rows (default: all)")
     t1.add_argument("--out", required=True)
     t1.set_defaults(func=cmd_table1)

@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - python 3.10
 from .errors import ExperimentError
 from .tasks import TASKS
 
-SCALES = ("small", "paper")
+SCALES = ("small", "small-literal", "paper")  # small-literal: the tabular tasks only
 
 
 def _configs() -> Path:
@@ -47,7 +47,11 @@ def packaged_layers(task: str, scale: str) -> list[Path]:
         raise ExperimentError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     if scale not in SCALES:
         raise ExperimentError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
-    return [_configs() / "defences.toml", _configs() / f"{task}.toml", _configs() / f"{task}-{scale}.toml"]
+    layer = _configs() / f"{task}-{scale}.toml"
+    if not layer.is_file():
+        have = sorted(s for s in SCALES if (_configs() / f"{task}-{s}.toml").is_file())
+        raise ExperimentError(f"the {task} task has no scale {scale!r}; its scales: {', '.join(have)}")
+    return [_configs() / "defences.toml", _configs() / f"{task}.toml", layer]
 
 
 @functools.cache

@@ -48,6 +48,14 @@ TABLE1_ROWS = {
     "SparseFed": "sparsefed",
     "No Attack": "no_attack",
     "Ours": "invariant",
+    # not rows of the paper: the two halves of the method, for the ablation
+    "Median": "median",
+    "AND-mask alone": "and_mask",
+}
+# rows that do not apply to a kind of task, and why (shown in place of a number)
+NOT_APPLICABLE = {
+    ("freeze_layers", "tabular"): "the MLP is trained from scratch, so freezing all but its last layer leaves a "
+    "random-feature model; its number would look like a defence failing",
 }
 
 

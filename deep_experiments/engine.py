@@ -53,6 +53,22 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+LAST_SHARE = 0.1  # the final window reported beside the last round: the last 10 % of rounds
+
+
+def last_window_means(evaluated: list[dict], rounds: int) -> dict:
+    """Mean Acc_M / Acc_B over the evaluations in the last ``LAST_SHARE`` of the rounds (at least
+    the last round): one round's value is noisy; this is what the tables report beside it."""
+    start = rounds - max(1, math.ceil(LAST_SHARE * rounds)) + 1
+    window = [rec for rec in evaluated if rec["round"] >= start]
+    return {
+        "acc_m_last10": float(np.mean([rec["acc_m"] for rec in window])),
+        "acc_b_last10": float(np.mean([rec["acc_b"] for rec in window])),
+        "last10_window": [start, rounds],
+        "last10_evaluations": len(window),
+    }
+
+
 def _seed_of(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] >> 1)
 
@@ -313,15 +329,11 @@ class Run:
             timing["evaluation"] = time.perf_counter() - t2
         for k in PHASES:
             self.timing[k] += timing[k]
+        # one record per round: who took part always, the metrics on evaluation rounds
+        record = {"round": r, "malicious_in_round": sum(c in self.malicious for c in clients)}
         if "metrics" in timing:
-            self.records.append(
-                {
-                    "round": r,
-                    **timing["metrics"],
-                    "seconds": self.seconds,
-                    "malicious_in_round": sum(c in self.malicious for c in clients),
-                }
-            )
+            record |= {**timing["metrics"], "seconds": self.seconds}
+        self.records.append(record)
         return timing
 
     def run(self, *, stop_after: int | None = None, progress: bool | None = None) -> dict | None:
@@ -380,16 +392,19 @@ class Run:
         }
 
     def summarise(self) -> dict:
-        last = self.records[-1]
+        evaluated = [rec for rec in self.records if "acc_m" in rec]
+        last = evaluated[-1]
         rounds = self.round
         summary = self.describe() | {
             "acc_m": last["acc_m"],
             "acc_b": last["acc_b"],
             "loss": last["loss"],
+            **last_window_means(evaluated, rounds),
+            "malicious_per_round": float(np.mean([rec["malicious_in_round"] for rec in self.records])),
             "rounds": rounds,
             "seconds": self.seconds,
             "seconds_per_round": {k: self.timing[k] / rounds for k in PHASES},
-            "evaluations": len(self.records),
+            "evaluations": len(evaluated),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         if not all(math.isfinite(summary[k]) for k in ("acc_m", "acc_b", "loss")):

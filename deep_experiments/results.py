@@ -24,7 +24,7 @@ import invariant_aggregator as ia
 from .defences import TABLE1_ROWS
 from .errors import ExperimentError
 
-METRICS = ("acc_m", "acc_b")
+METRICS = ("acc_m", "acc_b", "acc_m_last10", "acc_b_last10")
 
 # the files of a run folder
 CHECKPOINT = "checkpoint.pt"
@@ -161,23 +161,55 @@ def _group_key(config: dict | None) -> str:
     return json.dumps(comparable_config(config), sort_keys=True, default=str)
 
 
+CLEAN_KEY = "federation.malicious_fraction"
+
+
+def is_clean_run(summary: dict) -> bool:
+    """A defence run without attackers beside its attacked runs (the ``no_attack`` row is FedAvg's
+    own Table 1 row, not a clean twin)."""
+    cfg = summary.get("config") or {}
+    return summary["defence"] != "no_attack" and cfg.get("federation", {}).get("malicious_fraction", 1) == 0
+
+
+def _metrics(runs: list[dict], suffix: str = "") -> dict:
+    out = {}
+    for m in METRICS:
+        values = [r[m] for r in runs if m in r]
+        if len(values) == len(runs):  # (older summaries lack the last-10% means)
+            out[f"{m}{suffix}"], out[f"{m}{suffix}_se"] = mean_se(values)
+    return out
+
+
 def table(summaries: list[dict]) -> list[dict]:
     """One row per (task, defence, configuration): n seeds, mean and standard error of Acc_M and
-    Acc_B. Runs of one defence under different configurations are never averaged together: each
-    configuration gets its own row, and ``differs`` names the settings that set it apart from the
-    other rows of that task and defence."""
-    groups = defaultdict(list)
+    Acc_B, at the last round and over the last 10 % of rounds. Runs of one defence under
+    different configurations are never averaged together: each configuration gets its own row,
+    and ``differs`` names the settings that set it apart from the other rows of that task and
+    defence. A defence's runs without attackers (same configuration but
+    ``federation.malicious_fraction = 0``) fill the row's ``*_clean`` columns: its utility
+    without attack beside its robustness."""
+    groups, clean = defaultdict(list), defaultdict(list)
     for s in summaries:
-        groups[(s["task"], s["defence"], _group_key(s.get("config")))].append(s)
+        key = (s["task"], s["defence"], _group_key(s.get("config")))
+        (clean if is_clean_run(s) else groups)[key].append(s)
+
+    def twin(key) -> tuple | None:  # the clean group of an attacked configuration
+        task, defence, config = key
+        flat = json.loads(config)
+        flat[CLEAN_KEY] = 0.0
+        wanted = json.dumps(flat, sort_keys=True, default=str)
+        return next((k for k in clean if k[:2] == (task, defence) and _same(k[2], wanted)), None)
+
+    matched = {twin(k) for k in groups} - {None}
+    for k in clean.keys() - matched:  # clean runs without attacked twins are rows of their own
+        groups[k] = clean[k]
     label = {v: k for k, v in TABLE1_ROWS.items()}
     order = list(TABLE1_ROWS.values())
     rows = []
     for (task, defence, key), runs in sorted(
         groups.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]) if kv[0][1] in order else len(order), kv[0][2])
     ):
-        seeds = sorted(r["seed"] for r in runs)
-        if len(set(seeds)) != len(seeds):
-            raise ExperimentError(f"{task}/{defence}: seed listed twice ({seeds}); give each run its own folder")
+        seeds = _seeds(task, defence, runs)
         siblings = [k for (t, d, k) in groups if (t, d) == (task, defence) and k != key]
         mine, others = json.loads(key), [json.loads(k) for k in siblings]
         differs = sorted(
@@ -195,39 +227,71 @@ def table(summaries: list[dict]) -> list[dict]:
             "seeds": seeds,
             "rounds": sorted({r["rounds"] for r in runs}),
             "differs": differs,
+            **_metrics(runs),
         }
-        for m in METRICS:
-            row[m], row[f"{m}_se"] = mean_se([r[m] for r in runs])
+        partner = twin((task, defence, key)) if (task, defence, key) not in clean else None
+        if partner is not None:
+            row["seeds_clean"] = _seeds(task, defence, clean[partner])
+            row |= _metrics(clean[partner], "_clean")
         rows.append(row)
     return rows
 
 
+def _same(a: str, b: str) -> bool:
+    return json.loads(a) == json.loads(b)
+
+
+def _seeds(task, defence, runs) -> list[int]:
+    seeds = sorted(r["seed"] for r in runs)
+    if len(set(seeds)) != len(seeds):
+        raise ExperimentError(f"{task}/{defence}: seed listed twice ({seeds}); give each run its own folder")
+    return seeds
+
+
+def _fmt(row: dict, name: str) -> str:
+    if name not in row:
+        return "—"
+    m, se = row[name], row[f"{name}_se"]
+    return f"{m:.3f} ± {se:.3f}" if not math.isnan(se) else f"{m:.3f}"
+
+
 def to_markdown(rows: list[dict]) -> str:
+    """Acc_M and Acc_B under attack (last round; mean of the last 10 % of rounds), and Acc_M
+    without attack; a not-applicable row says why instead of a number."""
     split = any(r.get("differs") for r in rows)
     out = [
-        "| task | Table 1 row | defence | seeds | Acc_M | Acc_B |" + (" configuration |" if split else ""),
-        "|---|---|---|---|---|---|" + ("---|" if split else ""),
+        "| task | Table 1 row | defence | seeds | Acc_M | Acc_B | Acc_M, last 10% | Acc_B, last 10% "
+        "| Acc_M without attack |" + (" configuration |" if split else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if split else ""),
     ]
-
-    def fmt(m, se):
-        return f"{m:.3f} ± {se:.3f}" if not math.isnan(se) else f"{m:.3f}"
-
     for r in rows:
+        if r.get("not_applicable"):
+            out.append(
+                f"| {r['task']} | {r['row']} | `{r['defence']}` | — | not applicable: {r['not_applicable']} "
+                "| | | | |" + (" |" if split else "")
+            )
+            continue
         out.append(
-            f"| {r['task']} | {r['row']} | `{r['defence']}` | {len(r['seeds'])} | "
-            f"{fmt(r['acc_m'], r['acc_m_se'])} | {fmt(r['acc_b'], r['acc_b_se'])} |"
+            f"| {r['task']} | {r['row']} | `{r['defence']}` | {len(r['seeds'])} | {_fmt(r, 'acc_m')} | "
+            f"{_fmt(r, 'acc_b')} | {_fmt(r, 'acc_m_last10')} | {_fmt(r, 'acc_b_last10')} | "
+            f"{_fmt(r, 'acc_m_last10_clean')} |"
             + (f" {', '.join(r.get('differs', [])) or '(others differ)'} |" if split else "")
         )
     return "\n".join(out) + "\n"
 
 
+CSV_COLUMNS = [f"{m}{suffix}{se}" for suffix in ("", "_clean") for m in METRICS for se in ("", "_se")]
+
+
 def to_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["task", "row", "defence", "n_seeds", "acc_m", "acc_m_se", "acc_b", "acc_b_se"])
+    writer.writerow(["task", "row", "defence", "n_seeds", *CSV_COLUMNS, "not_applicable"])
     for r in rows:
         writer.writerow(
-            [r["task"], r["row"], r["defence"], len(r["seeds"]), r["acc_m"], r["acc_m_se"], r["acc_b"], r["acc_b_se"]]
+            [r["task"], r["row"], r["defence"], len(r.get("seeds", []))]
+            + [r.get(c, "") for c in CSV_COLUMNS]
+            + [r.get("not_applicable", "")]
         )
     return buf.getvalue()
 

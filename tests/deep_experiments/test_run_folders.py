@@ -118,3 +118,75 @@ def test_param_tau_sum_replaces_tau_and_authors_trim_drops_alpha():
         "trim": "authors",
     }
     de.build_rule(config(defence="invariant", params=["tau_sum=3", "trim='authors'"])["defence"])
+
+
+# --------------------------------------------------------------------------- Table 1 with clean twins
+def test_table1_runs_every_defence_with_and_without_attack(tmp_path):
+    cfg = de.load_config("phishing", overrides=TINY_PHISHING)
+    lines = []
+    rows = de.table1(cfg, out=tmp_path, defences=["fedavg", "krum", "freeze_layers"], seeds=[0, 1], log=lines.append)
+    assert len(lines) == 8  # 2 defences x 2 seeds x (attack, no attack); freeze_layers not run
+    by = {r["defence"]: r for r in rows}
+    assert set(by) == {"fedavg", "krum", "freeze_layers"}
+    assert "random-feature model" in by["freeze_layers"]["not_applicable"]
+    assert not (tmp_path / "freeze_layers").exists()
+    for name in ("fedavg", "krum"):
+        assert by[name]["seeds"] == by[name]["seeds_clean"] == [0, 1] and by[name]["differs"] == []
+        clean = [json.loads((tmp_path / "clean" / name / f"seed{s}" / "summary.json").read_text()) for s in (0, 1)]
+        attacked = [json.loads((tmp_path / name / f"seed{s}" / "summary.json").read_text()) for s in (0, 1)]
+        assert all(c["config"]["federation"]["malicious_fraction"] == 0 and c["malicious_clients"] == [] for c in clean)
+        # the defence as configured under attack: Krum keeps its f = "auto" of the attacked run
+        assert [c["config"]["defence"] for c in clean] == [a["config"]["defence"] for a in attacked]
+        assert by[name]["acc_m_clean"] == pytest.approx(sum(c["acc_m"] for c in clean) / 2)
+        assert by[name]["acc_m"] == pytest.approx(sum(a["acc_m"] for a in attacked) / 2)
+    assert by["krum"]["acc_m"] != by["krum"]["acc_m_clean"] or by["fedavg"]["acc_b"] != by["fedavg"]["acc_b_clean"]
+    again = []
+    de.table1(cfg, out=tmp_path, defences=["fedavg", "krum", "freeze_layers"], seeds=[0, 1], log=again.append)
+    assert again == []  # everything finished with this configuration: reused
+    table = (tmp_path / "table.md").read_text()
+    assert "Acc_M without attack" in table and "not applicable" in table
+
+
+def _summary(defence, seed, malicious_fraction, rounds=4, acc_m=0.5):
+    config = {"task": "phishing", "federation": {"malicious_fraction": malicious_fraction, "rounds": rounds}}
+    return {
+        "task": "phishing",
+        "defence": defence,
+        "seed": seed,
+        "rounds": rounds,
+        "config": config,
+        "acc_m": acc_m,
+        "acc_b": 0.1,
+        "acc_m_last10": acc_m,
+        "acc_b_last10": 0.1,
+    }
+
+
+def test_clean_twins_join_only_the_configuration_they_mirror():
+    runs = [
+        _summary("krum", 0, 0.2, acc_m=0.6),
+        _summary("krum", 1, 0.2, acc_m=0.8),
+        _summary("krum", 0, 0.0, acc_m=0.9),
+        _summary("krum", 0, 0.0, rounds=9, acc_m=0.3),  # mirrors no attacked configuration
+        _summary("no_attack", 0, 0.0, acc_m=0.95),  # Table 1's own row, not a twin
+    ]
+    rows = results.table(runs)
+    krum = [r for r in rows if r["defence"] == "krum"]
+    assert len(krum) == 2
+    paired = next(r for r in krum if "acc_m_clean" in r)
+    assert paired["acc_m"] == pytest.approx(0.7) and paired["acc_m_clean"] == 0.9 and paired["seeds_clean"] == [0]
+    alone = next(r for r in krum if "acc_m_clean" not in r)
+    assert alone["acc_m"] == 0.3 and alone["rounds"] == [9]
+    assert next(r for r in rows if r["defence"] == "no_attack")["acc_m"] == 0.95
+
+
+def test_last_window_means_cover_the_last_tenth_of_rounds():
+    from deep_experiments.engine import last_window_means
+
+    evaluated = [{"round": r, "acc_m": r / 100, "acc_b": 1 - r / 100} for r in range(1, 31)]
+    got = last_window_means(evaluated, 30)
+    assert got["last10_window"] == [28, 30] and got["last10_evaluations"] == 3
+    assert got["acc_m_last10"] == pytest.approx((0.28 + 0.29 + 0.30) / 3)
+    sparse = [rec for rec in evaluated if rec["round"] % 5 == 0]  # evaluated every 5th round
+    assert last_window_means(sparse, 30)["last10_evaluations"] == 1
+    assert last_window_means(evaluated[:4], 4)["last10_window"] == [4, 4]
