@@ -74,6 +74,17 @@ def weighted_row_sum(t, rows, coef, divisor=1.0, scale=1.0, out_dtype=None):
     return out
 
 
+def column_sq_deviation(t, rows, mean, scale):
+    """sum_r ((x_rk - mean_k) * scale)^2 per column, float64 (``scale``: a power of two that keeps
+    the squares inside the float64 range)."""
+    mean = torch.as_tensor(mean, dtype=torch.float64, device=t.device)
+    out = torch.empty(t.shape[1], dtype=torch.float64, device=t.device)
+    for c0, c1, block in _blocks(t, rows, torch.float64):
+        dev = (block - mean[c0:c1]) * scale
+        out[c0:c1] = (dev * dev).sum(0)
+    return out
+
+
 def row_max_abs(t, rows):
     """max_j |x_rj| per selected row, float64."""
     out = torch.zeros(rows.numel(), dtype=torch.float64, device=t.device)

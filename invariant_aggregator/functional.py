@@ -57,6 +57,8 @@ __all__ = [
     "cosine_distances",
     "GeometricMedian",
     "geometric_median",
+    "mean_std_ratio",
+    "top_fraction_mask",
     "power_of_two_scale",
     "row_max_abs",
     "row_norms",
@@ -264,6 +266,33 @@ def _overflow_error(rule: str, what: str) -> AggregatorError:
         f"{rule}: {what} exceeds the floating-point range of the updates' dtype, so no finite result is "
         "correct; an update is absurdly large (a scaled attack?). Drop it, or aggregate in float64"
     )
+
+
+# --------------------------------------------------------------------------- mean/variance ratio
+def mean_std_ratio(updates, *, rows=None):
+    """|mean_k| / std_k per coordinate over the clients (sample std, ddof = 1), float64 torch;
+    a coordinate with std 0 has ratio inf when its mean is non-zero, 0 when it is 0 (all
+    values equal). The statistic of the paper's Appendix D.2 ablation, computed in scaled form
+    (two passes: the mean, then the spread around it)."""
+    stack = _stack(updates, "mean_std_ratio")
+    r = _rows(stack, rows)
+    if r.shape[0] < 2:
+        raise AggregatorError(f"mean_std_ratio: a sample std needs at least 2 updates, got {r.shape[0]}")
+    mean = weighted_mean(stack, rows=r, rule="mean_std_ratio", dtype=torch.float64)
+    scale = torch.as_tensor(power_of_two_scale(row_max_abs(stack, rows=r).max()), device=stack.device)
+    spread = _on_device("mean_std_ratio", tk.column_sq_deviation, stack, r, mean, scale)
+    std = torch.sqrt(spread / (r.shape[0] - 1)) / scale
+    flat = std == 0
+    ratio = mean.abs() / torch.where(flat, 1.0, std)
+    return torch.where(flat, torch.where(mean != 0, torch.inf, 0.0).to(torch.float64), ratio)
+
+
+def top_fraction_mask(score: torch.Tensor, keep: int) -> torch.Tensor:
+    """A 0/1 mask of the ``keep`` largest scores; equal scores are taken lowest index first."""
+    order = torch.sort(score, descending=True, stable=True).indices
+    mask = torch.zeros_like(score)
+    mask[order[:keep]] = 1.0
+    return mask
 
 
 # --------------------------------------------------------------------------- row combinations

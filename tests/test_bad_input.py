@@ -22,6 +22,7 @@ ALL = {
     "foolsgold": {},
     "rfa": {},
     "sparsefed": {"k": 2},
+    "mean_ratio": {"threshold": 1.0},
 }
 
 

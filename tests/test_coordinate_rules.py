@@ -296,3 +296,58 @@ def test_rfa_is_scale_equivariant_when_nu_scales_too(data):
     # changing in floating point (the stop rule) fixes z only to ~sqrt(eps)
     assume(a.last_result.iterations == b.last_result.iterations == 5)
     np.testing.assert_allclose(zb, s * za, rtol=1e-9, atol=1e-12 * s)
+
+
+# --------------------------------------------------------------------------- D.2's mean/variance-ratio filter
+def _ratio_oracle(x):
+    mean, std = x.mean(0), x.std(0, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(std > 0, np.abs(mean) / np.where(std > 0, std, 1), np.where(mean != 0, np.inf, 0.0))
+
+
+@given(
+    x=arrays(np.float64, st.tuples(st.integers(5, 12), st.integers(1, 8)), elements=st.floats(-5, 5, width=32)),
+    threshold=st.floats(0, 3),
+)
+def test_mean_ratio_threshold_is_the_definition(x, threshold):
+    ratio = _ratio_oracle(x)
+    assume(np.all(np.abs(ratio - threshold) > 1e-9 * np.maximum(1, threshold)))  # no float near-tie
+    np.testing.assert_allclose(F.mean_std_ratio(x).numpy(), ratio, rtol=1e-9, atol=1e-12)
+    got = ia.make("mean_ratio", threshold=threshold, alpha=0.2)(x)
+    expected = (ratio >= threshold) * oracles.trimmed_mean(x, 0.2)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@given(
+    x=arrays(np.float64, st.tuples(st.integers(5, 12), st.integers(1, 8)), elements=st.floats(-5, 5, width=32)),
+    tau=st.sampled_from([0.2, 0.4, 0.6, 0.8]),
+)
+def test_mean_ratio_matched_keeps_as_many_coordinates_as_the_and_mask(x, tau):
+    ratio = _ratio_oracle(x)
+    keep = int(oracles.and_mask(x, tau).sum())
+    order = np.argsort(-ratio, kind="stable")
+    if 0 < keep < len(ratio):  # the boundary must not be a near-tie of two ratios
+        assume(abs(ratio[order[keep - 1]] - ratio[order[keep]]) > 1e-9 * max(1.0, abs(ratio[order[keep]])))
+    mask = np.zeros(len(ratio))
+    mask[order[:keep]] = 1
+    got = ia.make("mean_ratio", match_tau=tau, alpha=0.2)(x)
+    np.testing.assert_allclose(got, mask * oracles.trimmed_mean(x, 0.2), rtol=1e-12, atol=1e-12)
+
+
+@given(
+    x=arrays(np.float64, (7, 5), elements=st.floats(-5, 5, width=32)),
+    exponent=st.integers(-300, 300),
+)
+def test_mean_ratio_filter_commutes_with_scaling(x, exponent):
+    s = 2.0**exponent
+    rule = ia.make("mean_ratio", threshold=1.0, alpha=0.2)
+    assert np.array_equal(rule(x * s) / s, rule(x))
+
+
+def test_mean_ratio_needs_one_criterion_and_two_updates():
+    with pytest.raises(ia.AggregatorError, match="exactly one of threshold"):
+        ia.make("mean_ratio")
+    with pytest.raises(ia.AggregatorError, match="exactly one of threshold"):
+        ia.make("mean_ratio", threshold=1.0, match_tau=0.6)
+    with pytest.raises(ia.AggregatorError, match="at least 2 updates"):
+        ia.make("mean_ratio", threshold=1.0, alpha=0.0)(np.ones((1, 3)))

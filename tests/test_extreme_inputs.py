@@ -152,6 +152,19 @@ def oracle(name, x, weights):
         value, scale = window(x, 0, n)
         mask = oracles.and_mask(x, 0.6)
         return value * mask, scale * mask
+    if name == "mean_ratio":
+        # |mean| / std >= 1  <=>  mean^2 >= var (sample, ddof = 1): decided exactly in rationals
+        cols = list(zip(*exact(x), strict=True))
+        keep = []
+        for col in cols:
+            mean = sum(col) / n
+            var = sum((v - mean) ** 2 for v in col) / (n - 1)
+            if var > 0 and abs(mean * mean - var) <= Fraction(1, 10**9) * var:
+                return None  # the ratio within rounding of the threshold: either side is right
+            keep.append(1.0 if (var == 0 and mean != 0) or (var > 0 and mean * mean >= var) else 0.0)
+        k = oracles.exact_threshold(0.1, n)
+        value, scale = window(x, k, n - k)
+        return value * np.array(keep), scale * np.array(keep)
     if name == "sign_sgd":
         return np.sign(oracles.sign_count(x)) * 1e-3, np.zeros(x.shape[1])
     if name in ("krum", "multi_krum", "krum_trimmed_mean"):
@@ -250,6 +263,7 @@ RULES = {
     "weak_dp": {"noise_std": 0.0},
     "sparsefed": {"k": 2},
     "foolsgold": {},
+    "mean_ratio": {"threshold": 1.0, "alpha": 0.1},
 }
 DISTANCE_RULES = {"krum", "multi_krum", "krum_trimmed_mean", "bulyan"}
 

@@ -7,7 +7,7 @@ registry (:func:`register` refuses a duplicate name) and :func:`make`; ``coordin
 
 from . import coordinate, distance, stateful  # noqa: F401  (registers the rules)
 from .base import RULES, AggregationRule, StatefulRule, available_rules, make, register, unregister
-from .coordinate import AndMask, FedAvg, Invariant, Median, SignSGD, TrimmedMean
+from .coordinate import AndMask, FedAvg, Invariant, MeanRatioTrimmedMean, Median, SignSGD, TrimmedMean
 from .distance import RFA, Bulyan, Krum, KrumTrimmedMean, MultiKrum, MultiKrumCosine
 from .stateful import FoolsGold, SparseFed, WeakDP
 
@@ -22,6 +22,7 @@ __all__ = [
     "AndMask",
     "FedAvg",
     "Invariant",
+    "MeanRatioTrimmedMean",
     "Median",
     "SignSGD",
     "TrimmedMean",

@@ -15,7 +15,7 @@ from .._inputs import check_choice, check_real
 from ..errors import AggregatorError
 from .base import AggregationRule, check_backend, check_threshold, register
 
-__all__ = ["Invariant", "AndMask", "TrimmedMean", "Median", "FedAvg", "SignSGD"]
+__all__ = ["Invariant", "AndMask", "MeanRatioTrimmedMean", "TrimmedMean", "Median", "FedAvg", "SignSGD"]
 
 
 @register
@@ -85,6 +85,56 @@ class AndMask(AggregationRule):
 
     def _aggregate(self, stack, weights, client_ids):
         return F.and_mask_mean(stack, self.tau, tau_sum=self.tau_sum, backend=self.backend)
+
+
+@register
+class MeanRatioTrimmedMean(AggregationRule):
+    """The ablation of the paper's Appendix D.2: the AND-mask replaced by a filter on the sample
+    mean/variance ratio, combined with the same trimmed mean.
+
+    .. math::
+        r_k = |\\bar g_k| / s_k \\quad (\\text{sample std, ddof} = 1),\\qquad
+        m_k = \\mathbf 1[r_k \\ge \\theta],\\qquad \\text{out} = m \\odot \\operatorname{TrMean}(g;\\alpha)
+
+    Either a fixed ``threshold`` theta, or ``match_tau``: keep exactly as many coordinates as
+    the AND-mask at that tau keeps on the same updates, choosing those of largest ratio (ties:
+    lowest index). The second is the comparison at matched fractions of coordinates kept: it
+    tests *which* coordinates each filter keeps, not how many. The paper argues the ratio is
+    "over-aggressive when the benign value has a consistent sign but varying magnitudes".
+    A coordinate with std 0 has ratio inf if its mean is non-zero, else 0.
+
+    Example
+        >>> import numpy as np, invariant_aggregator as ia
+        >>> g = np.array([[1.0, 1.0], [1.0, -3.0], [1.0, 2.0], [1.0, 4.0], [2.0, 1.0]])
+        >>> ia.make("mean_ratio", threshold=1.0, alpha=0.2)(g)  # ratios 2.68 and 0.39
+        array([1., 0.])
+    """
+
+    name = "mean_ratio"
+
+    def __init__(self, threshold=None, alpha=0.2, *, match_tau=None, backend="auto"):
+        if (threshold is None) == (match_tau is None):
+            raise AggregatorError(
+                "mean_ratio needs exactly one of threshold (keep |mean|/std >= threshold) or match_tau "
+                "(keep as many coordinates as the AND-mask at that tau)"
+            )
+        self._set(
+            threshold=None if threshold is None else check_real("threshold", threshold, 0.0, math.inf),
+            alpha=check_real("alpha", alpha, 0.0, 0.5, high_open=True),
+            match_tau=None if match_tau is None else check_real("match_tau", match_tau, 0.0, 1.0),
+        )
+        self.backend = check_backend(backend)
+
+    def _aggregate(self, stack, weights, client_ids):
+        ratio = F.mean_std_ratio(stack)
+        if self.threshold is not None:
+            mask = (ratio >= self.threshold).to(torch.float64)
+        else:
+            counts = F.sign_sum(stack, backend=self.backend).abs()
+            keep = int((counts >= F.min_agreeing_signs(stack.n, self.match_tau)).sum())
+            mask = F.top_fraction_mask(ratio, keep)
+        trimmed = F.trimmed_mean(stack, self.alpha, backend=self.backend)
+        return (trimmed.to(torch.float64) * mask.to(trimmed.device)).to(stack.dtype)
 
 
 @register
