@@ -21,6 +21,7 @@ EPILOG = """examples:
   python -m deep_experiments run spambase --defence invariant --param tau=0.4 --out runs/sp-inv
   python -m deep_experiments run cifar10 --scale paper --data ~/data --defence krum --out runs/c10-krum
   python -m deep_experiments table1 phishing --seeds 0 1 2 --out runs/table1-phishing
+  python -m deep_experiments study sensitivity spambase --out runs/tau-alpha-spambase
   python -m deep_experiments config cifar10 --scale paper > my.toml   # copy, edit, --config my.toml
 """
 
@@ -79,6 +80,23 @@ def cmd_table1(args) -> int:
     return 0
 
 
+def cmd_study(args) -> int:
+    from . import diagnostics, studies
+
+    base = _base_config(args, args.task)
+    seeds = args.seeds or (range(5) if MODALITY[args.task] == "tabular" else range(3))
+    log = (lambda line: print(line, flush=True)) if not args.no_progress else (lambda line: None)
+    options = {"data": args.data, "download": args.download, "device": args.device}
+    if args.kind == "mechanism":
+        rows = studies.mechanism(base, out=args.out, seeds=seeds, log=log, restart=args.restart, **options)
+        print(diagnostics.mechanism_markdown(rows))
+        return 0
+    variants = studies.sensitivity_variants() if args.kind == "sensitivity" else studies.ablation_variants()
+    rows = studies.run_variants(base, variants, out=args.out, seeds=seeds, restart=args.restart, log=log, **options)
+    print(results.to_markdown(rows))
+    return 0
+
+
 def cmd_table(args) -> int:
     rows = results.table(results.load_summaries(args.folders))
     print(results.to_markdown(rows))
@@ -130,6 +148,15 @@ def parser() -> argparse.ArgumentParser:
     t1.add_argument("--defences", nargs="+", metavar="NAME", help="a subset of the rows (default: all)")
     t1.add_argument("--out", required=True)
     t1.set_defaults(func=cmd_table1)
+    sd = sub.add_parser(
+        "study",
+        help="Appendix D at small scale: the tau x alpha sensitivity, the D.2 ablation, or the mask's mechanism",
+    )
+    sd.add_argument("kind", choices=("sensitivity", "ablation", "mechanism"))
+    _common(sd)
+    sd.add_argument("--seeds", type=int, nargs="+", help="default: 0..4 for the tabular tasks, 0 1 2 otherwise")
+    sd.add_argument("--out", required=True)
+    sd.set_defaults(func=cmd_study)
     tb = sub.add_parser("table", help="mean ± SE table from finished runs")
     tb.add_argument("folders", nargs="+")
     tb.add_argument("--out", help="write OUT.json, OUT.csv and OUT.md")

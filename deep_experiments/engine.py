@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 import invariant_aggregator as ia
 
-from . import results
+from . import diagnostics, results
 from .attacks import Attack, ClientContext, RoundView, build_attack, clean_batches
 from .config import fingerprint
 from .defences import build_rule
@@ -205,6 +205,7 @@ class Run:
             for n, p in self.model.named_parameters():
                 p.requires_grad_(n in last)
         self.layout = ia.ParameterLayout.of(self.model)
+        self.trigger = self._trigger_coordinates() if cfg["runtime"].get("diagnostics") else None
         self.worker = copy.deepcopy(self.model)
         n_clients = len(self.task.clients)
         if fed["clients_per_round"] > n_clients:
@@ -220,6 +221,15 @@ class Run:
             if isinstance(self.rule, ia.StatefulRule):
                 self.rule.load_state_dict(saved["rule"])
             self.round, self.records, self.timing = saved["round"], saved["records"], saved["timing"]
+
+    def _trigger_coordinates(self) -> torch.Tensor:
+        if "trigger_column" not in self.task.info:
+            raise ExperimentError(
+                f"runtime.diagnostics: measures the trigger feature's coordinates, which only the tabular tasks "
+                f"have; set it to false for {self.cfg['task']}"
+            )
+        n_features = self.task.train.inputs.shape[1]
+        return diagnostics.trigger_coordinates(self.model, self.layout, self.task.info["trigger_column"], n_features)
 
     def _dry_run(self, n: int) -> None:
         """Aggregate random updates once, so that a rule that cannot work with ``n`` clients
@@ -309,6 +319,11 @@ class Run:
                 buffers.append({n: b.detach().clone() for n, b in self.worker.named_buffers()})
         if not torch.isfinite(updates).all():
             raise ExperimentError(f"round {r}: a client's update has NaN/Inf (training diverged); lower train.lr")
+        stats = None
+        if self.trigger is not None:
+            tau = self.defence["params"].get("tau", diagnostics.DEFAULT_TAU) or diagnostics.DEFAULT_TAU
+            bad = torch.tensor([c in self.malicious for c in clients])
+            stats = diagnostics.sign_statistics(updates, bad, self.trigger, tau)
         _sync(dev)
         t1 = time.perf_counter()
         try:
@@ -331,6 +346,8 @@ class Run:
             self.timing[k] += timing[k]
         # one record per round: who took part always, the metrics on evaluation rounds
         record = {"round": r, "malicious_in_round": sum(c in self.malicious for c in clients)}
+        if stats is not None:
+            record["diagnostics"] = stats
         if "metrics" in timing:
             record |= {**timing["metrics"], "seconds": self.seconds}
         self.records.append(record)
@@ -401,6 +418,7 @@ class Run:
             "loss": last["loss"],
             **last_window_means(evaluated, rounds),
             "malicious_per_round": float(np.mean([rec["malicious_in_round"] for rec in self.records])),
+            **({"diagnostics": diagnostics.summarise(self.records)} if self.trigger is not None else {}),
             "rounds": rounds,
             "seconds": self.seconds,
             "seconds_per_round": {k: self.timing[k] / rounds for k in PHASES},

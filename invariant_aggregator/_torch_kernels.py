@@ -74,14 +74,19 @@ def weighted_row_sum(t, rows, coef, divisor=1.0, scale=1.0, out_dtype=None):
     return out
 
 
-def column_sq_deviation(t, rows, mean, scale):
-    """sum_r ((x_rk - mean_k) * scale)^2 per column, float64 (``scale``: a power of two that keeps
-    the squares inside the float64 range)."""
+def column_std(t, rows, mean):
+    """Sample standard deviation (ddof = 1) per column around ``mean``, float64. Each column's
+    deviations are scaled by a power of two of their own largest one, so neither the squares of
+    a column near 1e300 nor those of a column near 1 beside it leave the float64 range."""
     mean = torch.as_tensor(mean, dtype=torch.float64, device=t.device)
     out = torch.empty(t.shape[1], dtype=torch.float64, device=t.device)
+    n = rows.numel()
     for c0, c1, block in _blocks(t, rows, torch.float64):
-        dev = (block - mean[c0:c1]) * scale
-        out[c0:c1] = (dev * dev).sum(0)
+        dev = block - mean[c0:c1]
+        top = dev.abs().amax(0)
+        scale = torch.ldexp(torch.ones_like(top), -torch.frexp(top).exponent.clamp(min=-1021))
+        scaled = dev * scale
+        out[c0:c1] = torch.sqrt((scaled * scaled).sum(0) / (n - 1)) / scale
     return out
 
 

@@ -279,9 +279,7 @@ def mean_std_ratio(updates, *, rows=None):
     if r.shape[0] < 2:
         raise AggregatorError(f"mean_std_ratio: a sample std needs at least 2 updates, got {r.shape[0]}")
     mean = weighted_mean(stack, rows=r, rule="mean_std_ratio", dtype=torch.float64)
-    scale = torch.as_tensor(power_of_two_scale(row_max_abs(stack, rows=r).max()), device=stack.device)
-    spread = _on_device("mean_std_ratio", tk.column_sq_deviation, stack, r, mean, scale)
-    std = torch.sqrt(spread / (r.shape[0] - 1)) / scale
+    std = _on_device("mean_std_ratio", tk.column_std, stack, r, mean)
     flat = std == 0
     ratio = mean.abs() / torch.where(flat, 1.0, std)
     return torch.where(flat, torch.where(mean != 0, torch.inf, 0.0).to(torch.float64), ratio)

@@ -1,0 +1,94 @@
+"""Appendix D's studies at small scale, as function calls: the tau x alpha sensitivity of the
+Invariant Aggregator and the D.2 ablation (the AND-mask against a mean/variance-ratio filter at
+matched fractions of coordinates kept, each with the trimmed mean, and each half alone).
+
+Every variant runs under attack and, with ``clean``, without attackers (same hyperparameters),
+for each seed, in its own folder; finished runs of the identical configuration are reused.
+The rows are :func:`deep_experiments.results.table`'s: one per configuration, ``differs``
+naming the hyperparameters, the no-attack columns beside.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import invariant_aggregator as ia
+
+from . import diagnostics, results
+from .api import RUN_KEYS, _finished_or_refused, run_config
+from .config import with_overrides
+from .engine import Run
+
+TAUS = (0.2, 0.4, 0.5, 0.6, 0.7, 0.8)
+ALPHAS = (0.1, 0.2, 0.3)
+
+
+def sensitivity_variants(taus=TAUS, alphas=ALPHAS, authors_trim: bool = True) -> list[tuple[str, dict]]:
+    """(defence, hyperparameters) of the tau x alpha grid, plus the authors' trim per tau."""
+    grid = [("invariant", {"tau": t, "alpha": a}) for t in taus for a in alphas]
+    return grid + ([("invariant", {"tau": t, "trim": "authors"}) for t in taus] if authors_trim else [])
+
+
+def ablation_variants(taus=(0.4, 0.6, 0.8), alpha: float = 0.2) -> list[tuple[str, dict]]:
+    """The AND-mask and the mean/variance-ratio filter keeping as many coordinates (each with the
+    trimmed mean), per tau; and the halves alone: the trimmed mean, the AND-mask with the mean."""
+    variants = []
+    for t in taus:
+        variants += [("invariant", {"tau": t, "alpha": alpha}), ("mean_ratio", {"match_tau": t, "alpha": alpha})]
+        variants.append(("and_mask", {"tau": t}))
+    return variants + [("trimmed_mean", {"alpha": alpha})]
+
+
+def _folder(defence: str, params: dict) -> str:
+    return defence + "".join(f"-{k}{v}" for k, v in sorted(params.items()))
+
+
+def run_variants(
+    config: dict,
+    variants,
+    *,
+    out,
+    seeds=range(3),
+    clean: bool = True,
+    data=None,
+    download: bool = False,
+    device=None,
+    restart=False,
+    progress=False,
+    log=print,
+) -> list[dict]:
+    """Run every (defence, hyperparameters) of ``variants`` for every seed, under attack in
+    ``out/VARIANT/seedS`` and, with ``clean``, without attackers in ``out/clean/VARIANT/seedS``;
+    returns the table rows (also written to ``out/table.*``)."""
+    out = Path(out)
+    options = {"data": data, "download": download, "device": device}
+    base = {k: v for k, v in config.items() if k not in RUN_KEYS}
+    quiet = with_overrides(base, {"federation.malicious_fraction": 0.0}) if clean else None
+    for defence, params in variants:
+        for seed in seeds:
+            attacked = run_config(base, defence, seed=seed, params=params, **options)
+            todo = [(out / _folder(defence, params) / f"seed{seed}", attacked)]
+            if clean:
+                twin = run_config(quiet, defence, seed=seed, params=params, **options)
+                todo.append((out / "clean" / _folder(defence, params) / f"seed{seed}", twin))
+            for folder, cfg in todo:
+                if _finished_or_refused(folder, cfg, restart):
+                    continue
+                s = Run(cfg, folder, restart=restart).run(progress=progress)
+                log(f"{folder.relative_to(out)}: Acc_M {s['acc_m']:.3f}  Acc_B {s['acc_b']:.3f}")
+    rows = results.table(results.load_summaries([out]))
+    results.write_table(rows, out / results.TABLE)
+    return rows
+
+
+def mechanism(
+    config: dict, *, out, defences=("fedavg", "invariant"), seeds=range(3), log=print, **options
+) -> list[dict]:
+    """The per-round diagnostic (:mod:`deep_experiments.diagnostics`) for ``defences`` under
+    attack; rows of seed means, also written to ``out/mechanism.{json,md}``."""
+    watched = with_overrides({k: v for k, v in config.items() if k not in RUN_KEYS}, {"runtime.diagnostics": True})
+    run_variants(watched, [(d, {}) for d in defences], out=out, seeds=seeds, clean=False, log=log, **options)
+    rows = diagnostics.mechanism_rows(results.load_summaries([out]))
+    ia.write_json_atomic(Path(out) / "mechanism.json", rows)
+    ia.write_text_atomic(Path(out) / "mechanism.md", diagnostics.mechanism_markdown(rows))
+    return rows
