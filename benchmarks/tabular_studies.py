@@ -5,7 +5,7 @@ ablation and the tau x alpha sensitivity (3 seeds). The two tasks run side by si
 process each with one torch thread (small MLPs train fastest on one), so the set uses two
 cores. Finished runs of the identical configuration are reused, so an interrupted set resumes.
 
-    python benchmarks/tabular_studies.py --out runs/issue11 --results results/issue11
+    python benchmarks/tabular_studies.py --out runs/issue11 --results benchmarks/tabular-results
 
 prints the wall time of each part; the tables (``table.{json,csv,md}``, ``mechanism.{json,md}``)
 are copied to ``--results``.
