@@ -1,4 +1,4 @@
-"""The layers are the architecture: invariant_aggregator <- linear_theory <- deep_experiments.
+"""The layers are the architecture: invariant_aggregator <- linear_theory <- deep_experiments <- paper_checks.
 
 import-linter checks every import statement (function-level ones included) against the
 ``layers`` contract in pyproject.toml; CI also runs ``lint-imports`` on its own.
