@@ -70,17 +70,39 @@ def run(
     return Run(cfg, out, restart=restart).run(progress=progress)
 
 
-def _finished_or_refused(folder: Path, wanted: dict, restart: bool) -> bool:
-    """True when ``folder`` holds a finished run of exactly ``wanted``; refuses another one."""
-    if restart or not results.is_finished(folder):
-        return False
-    changed = results.config_differences(results.load_summaries([folder])[0].get("config"), wanted)
-    if not changed:
-        return True
-    raise ExperimentError(
-        f"{folder} holds a finished run of another configuration ({'; '.join(changed[:5])}"
-        f"{' ...' if len(changed) > 5 else ''}); use another --out, or --restart to discard it"
+def run_or_reuse(cfg: dict, folder, *, restart: bool = False, progress: bool = True) -> dict | None:
+    """Run ``cfg`` (from :func:`run_config`) in ``folder``, unless the folder holds a finished
+    run of exactly this configuration (then None: nothing ran); a finished run of another
+    configuration is refused unless ``restart``."""
+    folder = Path(folder)
+    if not restart and results.is_finished(folder):
+        changed = results.config_differences(results.load_summaries([folder])[0].get("config"), cfg)
+        if not changed:
+            return None
+        raise ExperimentError(
+            f"{folder} holds a finished run of another configuration ({'; '.join(changed[:5])}"
+            f"{' ...' if len(changed) > 5 else ''}); use another --out, or --restart to discard it"
+        )
+    return Run(cfg, folder, restart=restart).run(progress=progress)
+
+
+def without_attackers(config: dict) -> dict:
+    """``config`` with ``federation.malicious_fraction = 0`` (the base of clean twins)."""
+    return with_overrides(
+        {k: v for k, v in config.items() if k not in RUN_KEYS}, {"federation.malicious_fraction": 0.0}
     )
+
+
+def attacked_and_clean(config: dict, quiet: dict | None, defence: str, *, seed: int, params=None, **options):
+    """The runs of one defence and seed: ("attack", its configuration) and, with ``quiet`` (from
+    :func:`without_attackers`), ("clean", its twin): no attacker, and the hyperparameters the
+    defence resolved under attack (Krum's f = "auto" kept). Settings rows have no twin."""
+    attacked = run_config(config, defence, seed=seed, params=params, **options)
+    runs = [("attack", attacked)]
+    if quiet is not None and defence not in SETTINGS:
+        fixed = dict(attacked["defence"]["params"])
+        runs.append(("clean", run_config(quiet, defence, seed=seed, params=fixed, **options)))
+    return runs
 
 
 def table1(
@@ -110,32 +132,18 @@ def table1(
         check_defence_name(defence)
     skipped = {d: NOT_APPLICABLE[(d, MODALITY[task])] for d in defences if (d, MODALITY[task]) in NOT_APPLICABLE}
     out = Path(out)
+    quiet = without_attackers(config) if clean else None
     options = {"data": data, "download": download, "device": device}
     for defence in (d for d in defences if d not in skipped):
         for seed in seeds:
-            wanted = run_config(config, defence, seed=seed, params=params, **options)
-            runs = [(out / defence / f"seed{seed}", wanted)]
-            if clean and defence not in SETTINGS:
-                # the defence as configured under attack (f = "auto" resolved there), no attacker
-                fixed = dict(wanted["defence"]["params"])
-                quiet = with_overrides(
-                    {k: v for k, v in config.items() if k not in RUN_KEYS}, {"federation.malicious_fraction": 0.0}
-                )
-                runs.append(
-                    (
-                        out / "clean" / defence / f"seed{seed}",
-                        run_config(quiet, defence, seed=seed, params=fixed, **options),
+            for kind, cfg in attacked_and_clean(config, quiet, defence, seed=seed, params=params, **options):
+                folder = (out / "clean" if kind == "clean" else out) / defence / f"seed{seed}"
+                s = run_or_reuse(cfg, folder, restart=restart, progress=progress)
+                if s is not None:
+                    log(
+                        f"{defence:>18} seed {seed} ({'no attack' if kind == 'clean' else 'attack'}): "
+                        f"Acc_M {s['acc_m']:.3f}  Acc_B {s['acc_b']:.3f}  ({s['seconds']:.1f} s)"
                     )
-                )
-            for folder, cfg in runs:
-                if _finished_or_refused(folder, cfg, restart):
-                    continue
-                s = Run(cfg, folder, restart=restart).run(progress=progress)
-                kind = "no attack" if folder.parent.parent.name == "clean" else "attack"
-                log(
-                    f"{defence:>18} seed {seed} ({kind}): Acc_M {s['acc_m']:.3f}  Acc_B {s['acc_b']:.3f}  "
-                    f"({s['seconds']:.1f} s)"
-                )
     rows = results.table(results.load_summaries([out]))
     label = {v: k for k, v in TABLE1_ROWS.items()}
     rows += [

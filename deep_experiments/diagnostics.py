@@ -60,21 +60,24 @@ def sign_statistics(updates: torch.Tensor, malicious: torch.Tensor, trigger: tor
     return out
 
 
-def summarise(records: list[dict]) -> dict:
-    """Means over the rounds that recorded diagnostics (NaN rounds, e.g. without a malicious
-    client, are left out of that statistic's mean)."""
-    diag = [r["diagnostics"] for r in records if "diagnostics" in r]
-    if not diag:
-        return {}
+def _nanmean(values) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return sum(values) / len(values) if values else math.nan
 
-    def mean(values):
-        values = [v for v in values if not math.isnan(v)]
-        return sum(values) / len(values) if values else math.nan
 
-    out = {"rounds": len(diag), "tau": diag[0]["tau"], "kept_fraction": mean([d["kept_fraction"] for d in diag])}
+def mean_statistics(stats: list[dict]) -> dict:
+    """The mean of each statistic over several :func:`sign_statistics` results (NaN entries,
+    e.g. a round without a malicious client, are left out of that statistic's mean)."""
+    out = {"tau": stats[0]["tau"], "kept_fraction": _nanmean([d["kept_fraction"] for d in stats])}
     for part in ("trigger", "other"):
-        out[part] = {k: mean([d[part][k] for d in diag]) for k in diag[0][part]}
+        out[part] = {k: _nanmean([d[part][k] for d in stats]) for k in stats[0][part]}
     return out
+
+
+def summarise(records: list[dict]) -> dict:
+    """A run's means over the rounds that recorded diagnostics."""
+    diag = [r["diagnostics"] for r in records if "diagnostics" in r]
+    return {"rounds": len(diag), **mean_statistics(diag)} if diag else {}
 
 
 FIELDS = ("consistency", "consistency_benign", "consistency_malicious", "pass_rate", "benign_zero_share")
@@ -82,23 +85,17 @@ FIELDS = ("consistency", "consistency_benign", "consistency_malicious", "pass_ra
 
 def mechanism_rows(summaries: list[dict]) -> list[dict]:
     """Per (task, defence): the seeds' means of each diagnostic, trigger coordinates against the
-    others (summaries without diagnostics are skipped)."""
+    others, flattened (summaries without diagnostics are skipped)."""
     groups: dict[tuple, list[dict]] = {}
     for s in summaries:
         if s.get("diagnostics"):
             groups.setdefault((s["task"], s["defence"]), []).append(s["diagnostics"])
     rows = []
     for (task, defence), diags in sorted(groups.items()):
-
-        def mean(values):
-            values = [v for v in values if not math.isnan(v)]
-            return sum(values) / len(values) if values else math.nan
-
-        row = {"task": task, "defence": defence, "seeds": len(diags), "tau": diags[0]["tau"]}
-        row["kept_fraction"] = mean([d["kept_fraction"] for d in diags])
-        for part in ("trigger", "other"):
-            for f in FIELDS:
-                row[f"{part}_{f}"] = mean([d[part][f] for d in diags])
+        means = mean_statistics(diags)
+        row = {"task": task, "defence": defence, "seeds": len(diags), "tau": means["tau"]}
+        row["kept_fraction"] = means["kept_fraction"]
+        row |= {f"{part}_{f}": means[part][f] for part in ("trigger", "other") for f in FIELDS}
         rows.append(row)
     return rows
 

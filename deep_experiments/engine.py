@@ -319,11 +319,11 @@ class Run:
                 buffers.append({n: b.detach().clone() for n, b in self.worker.named_buffers()})
         if not torch.isfinite(updates).all():
             raise ExperimentError(f"round {r}: a client's update has NaN/Inf (training diverged); lower train.lr")
+        malicious = [c in self.malicious for c in clients]
         stats = None
         if self.trigger is not None:
             tau = self.defence["params"].get("tau", diagnostics.DEFAULT_TAU) or diagnostics.DEFAULT_TAU
-            bad = torch.tensor([c in self.malicious for c in clients])
-            stats = diagnostics.sign_statistics(updates, bad, self.trigger, tau)
+            stats = diagnostics.sign_statistics(updates, torch.tensor(malicious), self.trigger, tau)
         _sync(dev)
         t1 = time.perf_counter()
         try:
@@ -345,7 +345,7 @@ class Run:
         for k in PHASES:
             self.timing[k] += timing[k]
         # one record per round: who took part always, the metrics on evaluation rounds
-        record = {"round": r, "malicious_in_round": sum(c in self.malicious for c in clients)}
+        record = {"round": r, "malicious_in_round": sum(malicious)}
         if stats is not None:
             record["diagnostics"] = stats
         if "metrics" in timing:

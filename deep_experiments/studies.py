@@ -15,9 +15,8 @@ from pathlib import Path
 import invariant_aggregator as ia
 
 from . import diagnostics, results
-from .api import RUN_KEYS, _finished_or_refused, run_config
+from .api import RUN_KEYS, attacked_and_clean, run_or_reuse, without_attackers
 from .config import with_overrides
-from .engine import Run
 
 TAUS = (0.2, 0.4, 0.5, 0.6, 0.7, 0.8)
 ALPHAS = (0.1, 0.2, 0.3)
@@ -62,20 +61,14 @@ def run_variants(
     returns the table rows (also written to ``out/table.*``)."""
     out = Path(out)
     options = {"data": data, "download": download, "device": device}
-    base = {k: v for k, v in config.items() if k not in RUN_KEYS}
-    quiet = with_overrides(base, {"federation.malicious_fraction": 0.0}) if clean else None
+    quiet = without_attackers(config) if clean else None
     for defence, params in variants:
         for seed in seeds:
-            attacked = run_config(base, defence, seed=seed, params=params, **options)
-            todo = [(out / _folder(defence, params) / f"seed{seed}", attacked)]
-            if clean:
-                twin = run_config(quiet, defence, seed=seed, params=params, **options)
-                todo.append((out / "clean" / _folder(defence, params) / f"seed{seed}", twin))
-            for folder, cfg in todo:
-                if _finished_or_refused(folder, cfg, restart):
-                    continue
-                s = Run(cfg, folder, restart=restart).run(progress=progress)
-                log(f"{folder.relative_to(out)}: Acc_M {s['acc_m']:.3f}  Acc_B {s['acc_b']:.3f}")
+            for kind, cfg in attacked_and_clean(config, quiet, defence, seed=seed, params=params, **options):
+                folder = (out / "clean" if kind == "clean" else out) / _folder(defence, params) / f"seed{seed}"
+                s = run_or_reuse(cfg, folder, restart=restart, progress=progress)
+                if s is not None:
+                    log(f"{folder.relative_to(out)}: Acc_M {s['acc_m']:.3f}  Acc_B {s['acc_b']:.3f}")
     rows = results.table(results.load_summaries([out]))
     results.write_table(rows, out / results.TABLE)
     return rows

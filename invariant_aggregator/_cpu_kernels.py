@@ -165,9 +165,9 @@ def weighted_row_sum(x, rows, coef, divisor, out, block, n_chunks):
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
-def row_sq_distances_to(x, rows, z, block, n_chunks):
-    """|x_r - z|^2 for each selected row against one float64 vector z, in float64.
-    Returns (squared distances, chunks with NaN/Inf in x)."""
+def _row_sq_deviations(x, rows, z, centred, block, n_chunks):
+    """|x_r - z|^2 per selected row (|x_r|^2 when not ``centred``; z is then not read), in
+    float64. Returns (the sums, chunks with NaN/Inf in x)."""
     n = rows.shape[0]
     d = x.shape[1]
     n_blocks = (d + block - 1) // block
@@ -183,9 +183,13 @@ def row_sq_distances_to(x, rows, z, block, n_chunks):
                 bad[c] += 1
             for i in range(n):
                 s = 0.0
-                for j in range(w):
-                    t = buf[i, j] - z[j0 + j]
-                    s += t * t
+                if centred:
+                    for j in range(w):
+                        t = buf[i, j] - z[j0 + j]
+                        s += t * t
+                else:
+                    for j in range(w):
+                        s += buf[i, j] * buf[i, j]
                 partial[c, i] += s
     out = np.zeros(n)
     for c in range(n_chunks):
@@ -281,29 +285,15 @@ def thread_count() -> int:
     return numba.get_num_threads()
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+_UNCENTRED = np.zeros(1)  # the z of the uncentred kernel: never read
+
+
 def row_sq_norms(x, rows, block, n_chunks):
     """|x_r|^2 for each selected row, in float64. Returns (norms, chunks with NaN/Inf)."""
-    n = rows.shape[0]
-    d = x.shape[1]
-    n_blocks = (d + block - 1) // block
-    partial = np.zeros((n_chunks, n))
-    bad = np.zeros(n_chunks, np.int64)
-    for c in prange(n_chunks):
-        buf = np.empty((n, block), np.float64)
-        b0, b1 = _blocks_of(c, n_chunks, n_blocks)
-        for b in range(b0, b1):
-            j0 = b * block
-            w = min(block, d - j0)
-            if _load_f64(x, rows, j0, w, buf):
-                bad[c] += 1
-            for i in range(n):
-                s = 0.0
-                for j in range(w):
-                    s += buf[i, j] * buf[i, j]
-                partial[c, i] += s
-    norms = np.zeros(n)
-    for c in range(n_chunks):
-        for i in range(n):
-            norms[i] += partial[c, i]
-    return norms, bad.sum()
+    return _row_sq_deviations(x, rows, _UNCENTRED, False, block, n_chunks)
+
+
+def row_sq_distances_to(x, rows, z, block, n_chunks):
+    """|x_r - z|^2 for each selected row against one float64 vector z, in float64.
+    Returns (squared distances, chunks with NaN/Inf in x)."""
+    return _row_sq_deviations(x, rows, z, True, block, n_chunks)

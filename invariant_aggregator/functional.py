@@ -30,7 +30,7 @@ import torch
 from . import _cpu_kernels as cpu
 from . import _torch_kernels as tk
 from ._codegen import MAX_SPECIALISED_ROWS, window_kernel
-from ._inputs import Stack, as_stack, ceil_product, check_choice, raise_non_finite
+from ._inputs import Stack, as_stack, ceil_product, check_choice, check_weights, raise_non_finite
 from ._networks import window_plan
 from .errors import AggregatorError
 
@@ -354,9 +354,7 @@ def weighted_mean(updates, weights=None, *, rows=None, backend: str = "auto", ru
     Weights are first scaled by a power of two (exact), so weights up to 1e308 work."""
     stack = _stack(updates, rule)
     n = _rows(stack, rows).shape[0]
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or not w.max() > 0:
-        raise AggregatorError(f"{rule}: weights must be {n} finite non-negative numbers with a positive sum, got {w}")
+    w = np.ones(n) if weights is None else check_weights(weights, n, rule)
     w = w * power_of_two_scale(w.max())
     return _vector(
         updates, stack, weighted_sum(stack, w, rows=rows, divisor=w.sum(), backend=backend, rule=rule, dtype=dtype)
@@ -588,7 +586,7 @@ def geometric_median(
     and distances are computed in scaled form, so updates near 1e300 neither overflow nor steer
     the result. Returns (z in the updates' dtype, :class:`GeometricMedian`)."""
     stack = _stack(updates, "rfa")
-    w = np.ones(stack.n) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = np.ones(stack.n) if weights is None else check_weights(weights, stack.n, "rfa")
     w = w * power_of_two_scale(w.max())
     total = float(w.sum())
 

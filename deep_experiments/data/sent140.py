@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataMissing, ExperimentError
+from . import is_number
 
 _TOKEN = re.compile(r"[a-z0-9']+|[^\sa-z0-9']")
 PAD, UNK = 0, 1
@@ -94,19 +95,11 @@ def _glove_lines(path: Path):
             yield from fh
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _vector_width(fields: list[str]) -> int:
     """How many trailing fields of a GloVe line are numbers (the first field is always the token)."""
     width = 0
     for field in reversed(fields[1:]):
-        if not _is_number(field):
+        if not is_number(field):
             break
         width += 1
     return width
@@ -136,7 +129,7 @@ def load_glove(path, dim: int, vocabulary=None) -> dict[str, np.ndarray]:
             continue
         lines_read += 1
         # the width from the first line whose token is a word (a numeric token would count as one more number)
-        if not width_checked and not _is_number(fields[0]):
+        if not width_checked and not is_number(fields[0]):
             width_checked = True
             if _vector_width(fields) != dim:
                 # a wider file would otherwise glue numbers into every token and match no word

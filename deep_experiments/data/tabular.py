@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataMissing, ExperimentError
-from . import default_locations
+from . import default_locations, is_number
 from .download import fetch, temporary_beside
 
 PHISHING_FEATURES = 45
@@ -77,21 +77,32 @@ def read_table(path, *, label: str, n_features: int | None, label_map: dict | No
     names = [h for i, h in enumerate(header) if i != li]
     if n_features is not None and len(names) != n_features:
         raise ExperimentError(f"{path}: {len(names)} feature columns besides {label!r}, the task needs {n_features}")
+    x, y = _parse_rows(path, rows, li, names, label_map, first="row", number=2, width=f"the header {len(header)}")
+    return x, y, names
+
+
+def _parse_rows(path, rows, label_index: int, names: list[str], label_map, *, first: str, number: int, width: str):
+    """(x float32, y int64) from rows of strings: every row as wide as ``names`` plus the label,
+    labels through :func:`_label`, numeric finite features, both classes present. Errors name
+    the ``first`` ("row" / "line") by its number in the file (``number`` for rows[0])."""
     x = np.empty((len(rows), len(names)), np.float32)
     y = np.empty(len(rows), np.int64)
     for r, row in enumerate(rows):
-        if len(row) != len(header):
-            raise ExperimentError(f"{path}: row {r + 2} has {len(row)} fields, the header {len(header)}")
-        y[r] = _label(row[li], label_map, f"{path}: row {r + 2}")
+        where = f"{path}: {first} {r + number}"
+        if len(row) != len(names) + 1:
+            raise ExperimentError(f"{where} has {len(row)} fields, {width}")
+        y[r] = _label(row[label_index], label_map, where)
         try:
-            x[r] = [float(v) for i, v in enumerate(row) if i != li]
+            x[r] = [float(v) for i, v in enumerate(row) if i != label_index]
         except (TypeError, ValueError):
-            raise ExperimentError(f"{path}: row {r + 2} has a non-numeric feature") from None
+            raise ExperimentError(f"{where} has a non-numeric feature") from None
     if not np.all(np.isfinite(x)):
         bad = np.argwhere(~np.isfinite(x))[0]
-        raise ExperimentError(f"{path}: NaN/Inf in row {bad[0] + 2}, column {names[bad[1]]!r}; impute or drop it")
+        raise ExperimentError(
+            f"{path}: NaN/Inf in {first} {bad[0] + number}, column {names[bad[1]]!r}; impute or drop it"
+        )
     _check_both_classes(y, path)
-    return x, y, names
+    return x, y
 
 
 def _label(raw, label_map: dict | None, where: str) -> int:
@@ -179,37 +190,16 @@ def read_uci_spambase(path):
     rows = [r for r in _csv_rows(path) if r]
     if not rows:
         raise ExperimentError(f"{path}: empty; UCI's spambase.data has 4,601 lines")
-    x = np.empty((len(rows), 57), np.float32)
-    y = np.empty(len(rows), np.int64)
-    for r, row in enumerate(rows):
-        if len(row) != 58:
-            raise ExperimentError(
-                f"{path}: line {r + 1} has {len(row)} fields; spambase.data has 57 features and the label"
-            )
-        y[r] = _label(row[57], None, f"{path}: line {r + 1}")
-        try:
-            x[r] = [float(v) for v in row[:57]]
-        except ValueError:
-            raise ExperimentError(f"{path}: line {r + 1} has a non-numeric feature") from None
-    if not np.all(np.isfinite(x)):
-        bad = np.argwhere(~np.isfinite(x))[0]
-        raise ExperimentError(f"{path}: NaN/Inf on line {bad[0] + 1}, column {UCI_SPAMBASE_NAMES[bad[1]]!r}")
-    _check_both_classes(y, path)
-    return x, y, list(UCI_SPAMBASE_NAMES)
+    names = list(UCI_SPAMBASE_NAMES)
+    width = "spambase.data has 57 features and the label"
+    x, y = _parse_rows(path, rows, 57, names, None, first="line", number=1, width=width)
+    return x, y, names
 
 
 def _has_header(path: Path) -> bool:
     with open(path, "rb") as fh:
         first = fh.readline().decode("utf-8", errors="replace").strip().split(",")
-    return not all(_is_number(v) for v in first)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return not all(is_number(v) for v in first)
 
 
 def download_spambase(folder) -> Path:

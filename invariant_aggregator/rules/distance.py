@@ -160,7 +160,7 @@ class RFA(AggregationRule):
     """Robust Federated Aggregation (Pillutla et al. 2022): the (weighted) geometric median
     argmin_z sum_i w_i |z - g_i| by the smoothed Weiszfeld iteration
 
-        beta_i = w_i / max(nu, |z - g_i|),   z <- sum_i beta_i g_i / sum_i beta_i,
+        beta_i = w_i / |z - g_i|,   z <- sum_i beta_i g_i / sum_i beta_i   (updates farther than nu),
 
     from z = the coordinate-wise median, until the optimality residual (the gradient's length
     net of the weight sitting at z) is at most ``tol`` times the total weight, or ``max_iter``
