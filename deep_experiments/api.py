@@ -25,7 +25,7 @@ from .engine import Run
 from .errors import ExperimentError
 from .tasks import MODALITY, data_overrides
 
-__all__ = ["load_config", "run_config", "run", "table1"]
+__all__ = ["load_config", "run_config", "run", "run_or_reuse", "table1", "table1_rows", "table1_runs"]
 
 RUN_KEYS = ("seed", "defence")  # what a run adds to the task's configuration
 
@@ -105,6 +105,53 @@ def attacked_and_clean(config: dict, quiet: dict | None, defence: str, *, seed: 
     return runs
 
 
+def table1_runs(
+    config: dict,
+    *,
+    out,
+    defences=None,
+    seeds=(0, 1, 2),
+    clean: bool | tuple = True,
+    params=None,
+    data=None,
+    download: bool = False,
+    device=None,
+) -> tuple[list[tuple[dict, Path]], dict]:
+    """The plan of :func:`table1` without running it: ``(runs, skipped)``, ``runs`` a list of
+    (configuration, folder) and ``skipped`` {defence: why} for rows that do not apply to the
+    task. ``clean``: no-attack twins for every row (True), none (False), or only for the
+    defences named. Every defence name is checked here, before anything trains."""
+    task = config["task"]
+    defences = list(defences or TABLE1_ROWS.values())
+    for defence in defences:
+        check_defence_name(defence)
+    skipped = {d: NOT_APPLICABLE[(d, MODALITY[task])] for d in defences if (d, MODALITY[task]) in NOT_APPLICABLE}
+    out = Path(out)
+    quiet = without_attackers(config) if clean else None
+    options = {"data": data, "download": download, "device": device}
+    runs = []
+    for defence in (d for d in defences if d not in skipped):
+        twin = quiet if clean is True or (clean and defence in clean) else None
+        for seed in seeds:
+            for kind, cfg in attacked_and_clean(config, twin, defence, seed=seed, params=params, **options):
+                runs.append((cfg, (out / "clean" if kind == "clean" else out) / defence / f"seed{seed}"))
+    return runs, skipped
+
+
+def table1_rows(task: str, folders, skipped: dict, *, out) -> list[dict]:
+    """Table 1's rows from the finished runs in ``folders`` (exactly those: a folder's older
+    runs of other settings are never mixed in) and the ``skipped`` rows, written to
+    ``out/table.{json,csv,md}``."""
+    rows = results.table(results.load_summaries([f for f in folders if results.is_finished(f)]))
+    label = {v: k for k, v in TABLE1_ROWS.items()}
+    rows += [
+        {"task": task, "defence": d, "row": label.get(d, d), "seeds": [], "differs": [], "not_applicable": why}
+        for d, why in skipped.items()
+    ]
+    results.write_table(rows, Path(out) / results.TABLE)
+    return rows
+
+
 def table1(
     config: dict,
     *,
@@ -126,29 +173,23 @@ def table1(
     utility cost). Finished runs of the identical configuration are reused; rows that do not
     apply to the task's kind are reported as such. Returns the table's rows, also written to
     ``out/table.{json,csv,md}``."""
-    task = config["task"]
-    defences = list(defences or TABLE1_ROWS.values())
-    for defence in defences:  # every name is checked before anything trains
-        check_defence_name(defence)
-    skipped = {d: NOT_APPLICABLE[(d, MODALITY[task])] for d in defences if (d, MODALITY[task]) in NOT_APPLICABLE}
-    out = Path(out)
-    quiet = without_attackers(config) if clean else None
-    options = {"data": data, "download": download, "device": device}
-    for defence in (d for d in defences if d not in skipped):
-        for seed in seeds:
-            for kind, cfg in attacked_and_clean(config, quiet, defence, seed=seed, params=params, **options):
-                folder = (out / "clean" if kind == "clean" else out) / defence / f"seed{seed}"
-                s = run_or_reuse(cfg, folder, restart=restart, progress=progress)
-                if s is not None:
-                    log(
-                        f"{defence:>18} seed {seed} ({'no attack' if kind == 'clean' else 'attack'}): "
-                        f"Acc_M {s['acc_m']:.3f}  Acc_B {s['acc_b']:.3f}  ({s['seconds']:.1f} s)"
-                    )
-    rows = results.table(results.load_summaries([out]))
-    label = {v: k for k, v in TABLE1_ROWS.items()}
-    rows += [
-        {"task": task, "defence": d, "row": label.get(d, d), "seeds": [], "differs": [], "not_applicable": why}
-        for d, why in skipped.items()
-    ]
-    results.write_table(rows, out / results.TABLE)
-    return rows
+    runs, skipped = table1_runs(
+        config,
+        out=out,
+        defences=defences,
+        seeds=seeds,
+        clean=clean,
+        params=params,
+        data=data,
+        download=download,
+        device=device,
+    )
+    for cfg, folder in runs:
+        s = run_or_reuse(cfg, folder, restart=restart, progress=progress)
+        if s is not None:
+            kind = "no attack" if folder.parent.parent == Path(out) / "clean" else "attack"
+            log(
+                f"{cfg['defence']['name']:>18} seed {cfg['seed']} ({kind}): "
+                f"Acc_M {s['acc_m']:.3f}  Acc_B {s['acc_b']:.3f}  ({s['seconds']:.1f} s)"
+            )
+    return table1_rows(config["task"], [f for _, f in runs], skipped, out=out)

@@ -8,6 +8,7 @@ JSON, CSV and Markdown.
 
 from __future__ import annotations
 
+import ast
 import csv
 import io
 import json
@@ -185,9 +186,9 @@ def table(summaries: list[dict]) -> list[dict]:
     Acc_B, at the last round and over the last 10 % of rounds. Runs of one defence under
     different configurations are never averaged together: each configuration gets its own row,
     and ``differs`` names the settings that set it apart from the other rows of that task and
-    defence. A defence's runs without attackers (same configuration but
-    ``federation.malicious_fraction = 0``) fill the row's ``*_clean`` columns: its utility
-    without attack beside its robustness."""
+    defence; ``params`` holds the defence's resolved hyperparameters. A defence's runs without
+    attackers (same configuration but ``federation.malicious_fraction = 0``) fill the row's
+    ``*_clean`` columns: its utility without attack beside its robustness."""
     groups, clean = defaultdict(list), defaultdict(list)
     for s in summaries:
         key = (s["task"], s["defence"], _group_key(s.get("config")))
@@ -227,6 +228,7 @@ def table(summaries: list[dict]) -> list[dict]:
             "seeds": seeds,
             "rounds": sorted({r["rounds"] for r in runs}),
             "differs": differs,
+            "params": (runs[0].get("config") or {}).get("defence", {}).get("params", {}),
             **_metrics(runs),
         }
         partner = twin((task, defence, key)) if (task, defence, key) not in clean else None
@@ -235,6 +237,22 @@ def table(summaries: list[dict]) -> list[dict]:
             row |= _metrics(clean[partner], "_clean")
         rows.append(row)
     return rows
+
+
+def row_params(row: dict) -> dict:
+    """A table row's defence hyperparameters: ``params``, or for tables written before rows
+    carried it, those that ``differs`` names (``defence.params.tau=0.4``)."""
+    if "params" in row:
+        return dict(row["params"])
+    params = {}
+    for item in row.get("differs", []):
+        name, _, value = item.partition("=")
+        if name.startswith("defence.params.") and value != "'(unset)'":
+            try:
+                params[name.removeprefix("defence.params.")] = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                params[name.removeprefix("defence.params.")] = value
+    return params
 
 
 def _same(a: str, b: str) -> bool:

@@ -42,6 +42,30 @@ def _folder(defence: str, params: dict) -> str:
     return defence + "".join(f"-{k}{v}" for k, v in sorted(params.items()))
 
 
+def variant_runs(
+    config: dict, variants, *, out, seeds=range(3), clean: bool = True, data=None, download: bool = False, device=None
+) -> list[tuple[dict, Path]]:
+    """The plan of :func:`run_variants` without running it: (configuration, folder) pairs."""
+    out = Path(out)
+    options = {"data": data, "download": download, "device": device}
+    quiet = without_attackers(config) if clean else None
+    runs = []
+    for defence, params in variants:
+        for seed in seeds:
+            for kind, cfg in attacked_and_clean(config, quiet, defence, seed=seed, params=params, **options):
+                runs.append(
+                    (cfg, (out / "clean" if kind == "clean" else out) / _folder(defence, params) / f"seed{seed}")
+                )
+    return runs
+
+
+def variant_rows(folders, *, out) -> list[dict]:
+    """The table of the finished runs in exactly ``folders``, written to ``out/table.*``."""
+    rows = results.table(results.load_summaries([f for f in folders if results.is_finished(f)]))
+    results.write_table(rows, Path(out) / results.TABLE)
+    return rows
+
+
 def run_variants(
     config: dict,
     variants,
@@ -60,17 +84,27 @@ def run_variants(
     ``out/VARIANT/seedS`` and, with ``clean``, without attackers in ``out/clean/VARIANT/seedS``;
     returns the table rows (also written to ``out/table.*``)."""
     out = Path(out)
-    options = {"data": data, "download": download, "device": device}
-    quiet = without_attackers(config) if clean else None
-    for defence, params in variants:
-        for seed in seeds:
-            for kind, cfg in attacked_and_clean(config, quiet, defence, seed=seed, params=params, **options):
-                folder = (out / "clean" if kind == "clean" else out) / _folder(defence, params) / f"seed{seed}"
-                s = run_or_reuse(cfg, folder, restart=restart, progress=progress)
-                if s is not None:
-                    log(f"{folder.relative_to(out)}: Acc_M {s['acc_m']:.3f}  Acc_B {s['acc_b']:.3f}")
-    rows = results.table(results.load_summaries([out]))
-    results.write_table(rows, out / results.TABLE)
+    runs = variant_runs(
+        config, variants, out=out, seeds=seeds, clean=clean, data=data, download=download, device=device
+    )
+    for cfg, folder in runs:
+        s = run_or_reuse(cfg, folder, restart=restart, progress=progress)
+        if s is not None:
+            log(f"{folder.relative_to(out)}: Acc_M {s['acc_m']:.3f}  Acc_B {s['acc_b']:.3f}")
+    return variant_rows([f for _, f in runs], out=out)
+
+
+def watched(config: dict) -> dict:
+    """``config`` with the per-round mechanism diagnostic switched on."""
+    return with_overrides({k: v for k, v in config.items() if k not in RUN_KEYS}, {"runtime.diagnostics": True})
+
+
+def mechanism_rows(folders, *, out) -> list[dict]:
+    """The mechanism rows of the finished runs in exactly ``folders``, written to
+    ``out/mechanism.{json,md}``."""
+    rows = diagnostics.mechanism_rows(results.load_summaries([f for f in folders if results.is_finished(f)]))
+    ia.write_json_atomic(Path(out) / "mechanism.json", rows)
+    ia.write_text_atomic(Path(out) / "mechanism.md", diagnostics.mechanism_markdown(rows))
     return rows
 
 
@@ -79,9 +113,7 @@ def mechanism(
 ) -> list[dict]:
     """The per-round diagnostic (:mod:`deep_experiments.diagnostics`) for ``defences`` under
     attack; rows of seed means, also written to ``out/mechanism.{json,md}``."""
-    watched = with_overrides({k: v for k, v in config.items() if k not in RUN_KEYS}, {"runtime.diagnostics": True})
-    run_variants(watched, [(d, {}) for d in defences], out=out, seeds=seeds, clean=False, log=log, **options)
-    rows = diagnostics.mechanism_rows(results.load_summaries([out]))
-    ia.write_json_atomic(Path(out) / "mechanism.json", rows)
-    ia.write_text_atomic(Path(out) / "mechanism.md", diagnostics.mechanism_markdown(rows))
-    return rows
+    variants = [(d, {}) for d in defences]
+    run_variants(watched(config), variants, out=out, seeds=seeds, clean=False, log=log, **options)
+    folders = [f for _, f in variant_runs(watched(config), variants, out=out, seeds=seeds, clean=False)]
+    return mechanism_rows(folders, out=out)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -13,9 +13,11 @@ ROUNDING = 0.0005  # the table prints three decimals: each cell is within this o
 
 @dataclass(frozen=True)
 class PaperTable1:
-    """cells[(method, task)] = (Acc_M, Acc_B); a method without an entry for a task is absent."""
+    """cells[(method, task)] = (Acc_M, Acc_B); a method without an entry for a task is absent.
+    spread[(method, task)]: the "±" printed beside them (see reference/README.md)."""
 
     cells: dict
+    spread: dict = field(default_factory=dict)
 
     def acc(self, method: str, task: str) -> tuple[float, float]:
         if (method, task) not in self.cells:
@@ -39,5 +41,22 @@ def read_table1(path) -> PaperTable1:
 
 
 def paper_table1() -> PaperTable1:
-    """The packaged copy of the paper's Table 1."""
-    return read_table1(Path(str(resources.files(__package__) / "reference" / "table1.csv")))
+    """The packaged copy of the paper's Table 1, with the printed spreads."""
+    folder = Path(str(resources.files(__package__) / "reference"))
+    return PaperTable1(read_table1(folder / "table1.csv").cells, read_table1(folder / "table1_spread.csv").cells)
+
+
+def paper_table1_records(table: PaperTable1 | None = None) -> list[dict]:
+    """The table as records (``paper_table1.json`` in a results folder, which ``figures`` reads)."""
+    table = table or paper_table1()
+    return [
+        {
+            "method": m,
+            "task": t,
+            "acc_m": a[0],
+            "acc_b": a[1],
+            "spread_m": table.spread.get((m, t), (0.0, 0.0))[0],
+            "spread_b": table.spread.get((m, t), (0.0, 0.0))[1],
+        }
+        for (m, t), a in table.cells.items()
+    ]

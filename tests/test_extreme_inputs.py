@@ -307,19 +307,22 @@ def test_rfa_on_extreme_rows_is_the_geometric_median(x, data):
     z = rule(x, weights=w)
     assert np.all(np.isfinite(z))
     assume(rule.last_result.converged)
-    # the geometric median's optimality (a convex function's subgradient contains 0):
-    # away from the data, sum_i w_i (z - g_i) / |z - g_i| = 0; at a data point p (Weiszfeld only
-    # approaches it), |sum over the other points of w_i (p - g_i) / |p - g_i|| <= the weight at p
+    # the geometric median's optimality (a convex function's subgradient contains 0): a data point
+    # p is the median iff |sum over the other points of w_i (p - g_i) / |p - g_i|| <= the weight
+    # at p (Weiszfeld then only approaches it); otherwise the median is off the data, where
+    # sum_i w_i (z - g_i) / |z - g_i| = 0. Which case holds is decided at p, not from how close z
+    # is to p: at scales of 1e100 a median 5e99 away from p can look "close" to it.
     dist = norms(z - x)
     nearest = x[np.argmin(dist)]
     at_p = np.all(x == nearest, axis=1)
     if at_p.all():
         assert np.array_equal(z, nearest)
-    elif dist.min() <= 1e-6 * np.median(norms(nearest - x[~at_p])):
-        diff = nearest - x[~at_p]
-        pull = np.linalg.norm(w[~at_p] @ (diff / norms(diff)[:, None]))
-        assert pull <= w[at_p].sum() * (1 + 1e-6)
-    else:
+        return
+    diff = nearest - x[~at_p]
+    pull = np.linalg.norm(w[~at_p] @ (diff / norms(diff)[:, None]))
+    if pull <= w[at_p].sum() * (1 - 1e-6):  # p is the median: z converged onto it
+        assert dist.min() <= 1e-6 * np.median(norms(diff))
+    elif pull >= w[at_p].sum() * (1 + 1e-6):  # it is not: z is off the data, a stationary point
         unit = (z - x) / dist[:, None]
         assert np.linalg.norm(w @ unit) <= 1e-5 * w.sum()
 
@@ -428,3 +431,16 @@ def test_rfa_with_a_weight_whose_beta_is_subnormal():
     w[-1] = 0.1
     rule = ia.make("rfa", nu=1e-12, tol=1e-12)
     assert rule(x, weights=w)[0] == 0.0 and rule.last_result.converged
+
+
+def test_rfa_median_off_the_data_at_extreme_scale():
+    # found by hypothesis: weight 109 at the origin, 100 each at (1e100, 0) and (0, 1e106). The
+    # pull on the origin, |100 (-1, 0) + 100 (0, -1)| = 141 > 109, so the median is off the data,
+    # 5e99 from the origin: "close" to it against 1e106, yet not at it.
+    x = np.zeros((12, 2))
+    x[10, 0], x[11, 1] = 1e100, 1e106
+    w = np.array([1.0] * 9 + [100.0] * 3)
+    z = ia.make("rfa", nu=1e-12, tol=1e-12, max_iter=2000)(x, weights=w)
+    dist = norms(z - x)
+    assert dist.min() > 1e99
+    assert np.linalg.norm(w @ ((z - x) / dist[:, None])) <= 1e-6 * w.sum()

@@ -1,4 +1,5 @@
-"""The layers are the architecture: invariant_aggregator <- linear_theory <- deep_experiments <- paper_checks.
+"""The layers are the architecture: invariant_aggregator <- linear_theory <- deep_experiments <- figures <-
+paper_checks.
 
 import-linter checks every import statement (function-level ones included) against the
 ``layers`` contract in pyproject.toml; CI also runs ``lint-imports`` on its own.
@@ -29,7 +30,7 @@ def test_the_core_holds_no_paper_content():
     assert "failure_modes" not in core and "__main__" not in core
 
 
-@pytest.mark.parametrize("package", ["deep_experiments"])
+@pytest.mark.parametrize("package", ["deep_experiments", "figures", "paper_checks"])
 def test_only_the_cli_parses_arguments(package):
     parsers = [
         p.relative_to(ROOT).as_posix()
