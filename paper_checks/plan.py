@@ -157,7 +157,8 @@ def _data_missing(config: dict, data) -> str | None:
     try:
         build_task(cfg, 0)
     except ExperimentError as exc:
-        return str(exc).strip().splitlines()[0]
+        lines = [line.strip() for line in str(exc).strip().splitlines()]
+        return " ".join(lines) + f" (to paper_checks: --data {config['task']}=PATH)"
     return None
 
 
@@ -295,14 +296,16 @@ def _paper_stages(runs: Path, data: dict, cuda: bool | None, overrides: dict):
     for task in PAPER_TASKS:
         cfg = de.load_config(task, "paper", overrides=overrides)
         needs_gpu = task in ("cifar10", "twitter")
+        reasons = []
         if needs_gpu and not cuda:
-            missing[f"{task}-paper"] = (
+            reasons.append(
                 f"needs a CUDA GPU (the paper's {task} model would train for days on CPU); torch sees none here"
             )
-            continue
         reason = _data_missing(cfg, data.get(task))
         if reason is not None:
-            missing[f"{task}-paper"] = reason
+            reasons.append(reason)
+        if reasons:
+            missing[f"{task}-paper"] = "; ".join(reasons)
             continue
         if needs_gpu:
             cfg = de.load_config(task, "paper", overrides={**overrides, "runtime.device": "cuda"})
