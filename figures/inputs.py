@@ -24,17 +24,22 @@ def theory_records(results, claim: str) -> list[dict]:
     return records
 
 
-def tables(results, stage: str, tasks=("spambase", "phishing")) -> dict[str, list[dict]]:
-    """{task: rows} of ``TASK-STAGE.table.json`` for the tasks that have one (at least one)."""
+def per_task(results, suffix: str, tasks=("spambase", "phishing")) -> dict[str, list[dict]]:
+    """{task: rows} of ``TASK-SUFFIX`` for the tasks that have one (at least one)."""
     found = {}
     for task in tasks:
         try:
-            found[task] = read_json(results, f"{task}-{stage}.table.json")
+            found[task] = read_json(results, f"{task}-{suffix}")
         except InputMissing:
             continue
     if not found:
-        raise InputMissing(f"no {stage} table ({', '.join(f'{t}-{stage}.table.json' for t in tasks)}) in {results}")
+        raise InputMissing(f"no {' or '.join(f'{t}-{suffix}' for t in tasks)} in {results}")
     return found
+
+
+def tables(results, stage: str, tasks=("spambase", "phishing")) -> dict[str, list[dict]]:
+    """{task: rows} of ``TASK-STAGE.table.json`` for the tasks that have one (at least one)."""
+    return per_task(results, f"{stage}.table.json", tasks)
 
 
 def value(x) -> float:

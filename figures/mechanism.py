@@ -5,7 +5,7 @@ Reads ``TASK-mechanism.mechanism.json``."""
 
 from __future__ import annotations
 
-from .inputs import InputMissing, read_json
+from .inputs import per_task
 from .style import HATCHES, OKABE_ITO, new_figure
 
 NAME = "mechanism"
@@ -18,14 +18,7 @@ BARS = (
 
 
 def draw(results):
-    found = {}
-    for task in ("spambase", "phishing"):
-        try:
-            found[task] = read_json(results, f"{task}-mechanism.mechanism.json")
-        except InputMissing:
-            continue
-    if not found:
-        raise InputMissing(f"no TASK-mechanism.mechanism.json in {results}")
+    found = per_task(results, "mechanism.mechanism.json")
     groups = [(task, r) for task, rows in found.items() for r in rows]
     fig, axes = new_figure(6.4, 3.0)
     ax = axes[0][0]

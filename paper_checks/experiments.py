@@ -8,8 +8,12 @@ stand-in) and in both settings, the fair one (``small``) and the paper-literal o
 on the setting. Numbers are the tables' seed means at the last round, with their standard
 errors (SE); "significantly" means by more than ``Z`` = 2 standard errors of the difference
 (independent SEs added in quadrature; about 95 % two-sided with many seeds, rougher with the
-quick plan's two). A reading that needs an SE is ``inapplicable`` on a single seed. These rules
-were fixed before any check was run and are the same for every defence.
+quick plan's two). A reading that needs an SE is ``inapplicable`` on a single seed. A bound
+("loses only 1.2 %") is judged on the measured value, the claim's rounding allowed, with its SE
+beside it; an equality ("decreases by 61.6 %") is reproduced when the measured value +- Z SE meets
+the claim's rounding interval. These rules are the same for every defence; the one change made
+after a first quick run (bounds had been judged "within 2 SE", which called a 7-point utility
+loss with a 4-point SE "within 1.2 points") makes the checks stricter, not the paper's case.
 """
 
 from __future__ import annotations
@@ -116,8 +120,10 @@ def _comparable_utility(rows):
             continue
         loss, se = diff(fed, key, ours)
         for points in (1.2, 3.0):
-            low = loss - (Z * se if not math.isnan(se) else 0.0)
-            verdict = "reproduced" if 100 * low <= points else "not reproduced"
+            # a bound ("loses only 1.2 %") is judged on the measured loss, the claim's rounding
+            # allowed; "within 2 SE of the bound" would call a 7-point loss with a 4-point SE
+            # reproduced. The SE is reported beside it.
+            verdict = "reproduced" if 100 * loss <= points + 0.05 else "not reproduced"
             findings.append(
                 Finding(
                     f"{condition}, loss <= {points} points",
@@ -631,31 +637,28 @@ register(
 )
 
 
-def _mechanism_rows(evidence, task):
-    rows = evidence.mechanism(task)
-    return None if rows is None else {r["defence"]: r for r in rows}
-
-
-def _mask_singles_out(evidence) -> list[Finding]:
+def _per_task_mechanism(evidence, defence: str, check) -> list[Finding]:
+    """``check(row)`` on each task's mechanism row of ``defence`` (a part per task)."""
     findings = []
     for task in TABULAR_TASKS:
-        rows = _mechanism_rows(evidence, task)
-        if rows is None or "invariant" not in rows:
+        rows = {r["defence"]: r for r in evidence.mechanism(task) or []}
+        if defence not in rows:
             findings.append(Finding("", "not run", {}, evidence.why_missing(f"{task}-mechanism"), part=task))
             continue
-        r = rows["invariant"]
-        t, o = r["trigger_pass_rate"], r["other_pass_rate"]
-        numbers = {"trigger_pass_rate": t, "other_pass_rate": o, "seeds": r["seeds"], "tau": r["tau"]}
-        findings += [
-            Finding(
-                "trigger coordinates pass the mask less often than the others",
-                "reproduced" if t < o else "not reproduced",
-                numbers,
-                f"pass rate {t:.3f} on the trigger's coordinates, {o:.3f} on the others (tau {r['tau']})",
-                part=task,
-            ),
-        ]
+        findings += [Finding(**{**f.__dict__, "part": task}) for f in check(rows[defence])]
     return findings
+
+
+def _singles_out(r) -> list[Finding]:
+    t, o = r["trigger_pass_rate"], r["other_pass_rate"]
+    return [
+        Finding(
+            "trigger coordinates pass the mask less often than the others",
+            "reproduced" if t < o else "not reproduced",
+            {"trigger_pass_rate": t, "other_pass_rate": o, "seeds": r["seeds"], "tau": r["tau"]},
+            f"pass rate {t:.3f} on the trigger's coordinates, {o:.3f} on the others (tau {r['tau']})",
+        )
+    ]
 
 
 register(
@@ -664,35 +667,27 @@ register(
         "The AND-mask removes the trigger's directions: the coordinates that carry the backdoor have low sign "
         "consistency and fail the mask (Sections 4-5)",
         "Sections 4-5",
-        _mask_singles_out,
+        lambda evidence: _per_task_mechanism(evidence, "invariant", _singles_out),
         ("mechanism",),
         ("mechanism",),
     )
 )
 
 
-def _premise(evidence) -> list[Finding]:
-    findings = []
-    for task in TABULAR_TASKS:
-        rows = _mechanism_rows(evidence, task)
-        if rows is None or "fedavg" not in rows:
-            findings.append(Finding("", "not run", {}, evidence.why_missing(f"{task}-mechanism"), part=task))
-            continue
-        share = rows["fedavg"]["trigger_benign_zero_share"]
+def _premise(r) -> list[Finding]:
+    share = r["trigger_benign_zero_share"]
+    return [
+        Finding(
+            reading,
+            "reproduced" if share >= threshold else "not reproduced",
+            {"benign_zero_share": share},
+            f"{100 * share:.1f} % of benign clients' trigger-coordinate updates are exactly zero (FedAvg runs)",
+        )
         for reading, threshold in (
             ("all benign trigger entries are zero (>= 99 %)", 0.99),
             ("most are zero (>= 50 %)", 0.5),
-        ):
-            findings.append(
-                Finding(
-                    reading,
-                    "reproduced" if share >= threshold else "not reproduced",
-                    {"benign_zero_share": share},
-                    f"{100 * share:.1f} % of benign clients' trigger-coordinate updates are exactly zero (FedAvg runs)",
-                    part=task,
-                )
-            )
-    return findings
+        )
+    ]
 
 
 register(
@@ -701,7 +696,7 @@ register(
         "Corollary 9's premise in the deep setting: benign clients' updates on the trigger's coordinates are zero "
         "(the trigger feature is zero on benign data, w_k = 0), so only malicious clients vote there",
         "Section 5.2 (Corollary 9 (a))",
-        _premise,
+        lambda evidence: _per_task_mechanism(evidence, "fedavg", _premise),
         ("mechanism",),
         ("mechanism",),
     )

@@ -207,3 +207,31 @@ def test_sensitivity_ablation_and_mechanism(tmp_path):
     write(tmp_path, "phishing-mechanism.mechanism.json", mech)
     got = evaluate(CLAIMS["mechanism.mask_singles_out_trigger"], Evidence(tmp_path))  # a new reader: fresh files
     assert got["parts"]["phishing"] == "not reproduced"
+
+
+@pytest.mark.parametrize(
+    ("claim_id", "defence"),
+    [
+        ("section6.naive_combination_admits_backdoor", "krum_trimmed_mean"),
+        ("section6.weak_dp_admits_backdoor", "weak_dp"),
+        ("section6.foolsgold_admits_backdoor", "foolsgold"),
+        ("section6.rfa_admits_backdoor", "rfa"),
+        ("section6.sparsefed_admits_backdoor", "sparsefed"),
+    ],
+)
+def test_each_prior_defence_claim_reads_its_own_row(tmp_path, claim_id, defence):
+    write(tmp_path, "phishing-small.table.json", baseline_rows(**{defence: (0.9, 0.95)}))  # admits it all
+    write(tmp_path, "spambase-small.table.json", baseline_rows("spambase", **{defence: (0.9, 0.05)}))  # stops it
+    got = evaluate(CLAIMS[claim_id], Evidence(tmp_path))
+    assert {v for p, v in got["parts"].items() if p.startswith("phishing, fair")} == {"reproduced"}
+    assert {v for p, v in got["parts"].items() if p.startswith("spambase, fair")} == {"not reproduced"}
+    assert got["verdict"] == "not reproduced"
+
+
+def test_weak_dp_utility_and_our_utility_headline(tmp_path):
+    write(tmp_path, "phishing-small.table.json", baseline_rows(ours_m=0.928, weak_dp=(0.80, 0.6)))
+    assert evaluate(CLAIMS["section6.weak_dp_utility"], Evidence(tmp_path))["verdict"] == "reproduced"
+    # FedAvg 0.940, Ours 0.928: 1.2 points on the one task present
+    got = {f.reading: f for f in findings("headline.utility_cost.our_runs", tmp_path, "our tasks, fair")}
+    assert got["points"].numbers["value"] == pytest.approx(1.2) and got["points"].verdict == "reproduced"
+    assert got["points"].numbers["tasks"] == ["phishing"]
