@@ -5,7 +5,7 @@ a weak benign sign (mode 2). Reads ``linear_theory.json``."""
 from __future__ import annotations
 
 from .inputs import theory_records
-from .style import HATCHES, OKABE_ITO, new_figure
+from .style import MARKERS, OKABE_ITO, new_figure
 
 NAME = "failure_modes"
 INPUTS = ("linear_theory.json",)
@@ -27,43 +27,50 @@ def _regimes(records):
 
 
 def draw(results):
-    fig, axes = new_figure(7.2, 3.2, 1, 2, sharey=True)
+    fig, axes = new_figure(7.2, 3.4, 1, 2, sharey=True)
     for ax, mode, title in zip(
         axes[0],
         ("failure_mode_1", "failure_mode_2"),
         ("mode 1: malicious outliers", "mode 2: inliers flip a weak benign sign"),
         strict=True,
     ):
-        regimes = _regimes(theory_records(results, mode))
-        labels = [f"N'={k[0]}/{next(iter(regimes.values()))['parameters']['N']}\ntau={k[1]}" for k in regimes]
-        width = 0.8 / len(RULES)
+        regimes = list(_regimes(theory_records(results, mode)).values())
+        n = len(regimes)
+        # one thin grey line per regime across the four rules (the claim compares rules within a
+        # regime), each rule's dots in its colour and marker; a small offset per regime keeps the
+        # dots apart; Clopper-Pearson error bars while they stay legible (up to 12 regimes)
+        offsets = [(j / (n - 1) - 0.5) * 0.36 if n > 1 else 0.0 for j in range(n)]
+        for j, e in enumerate(regimes):
+            ys = [float(e["rates"][rule]["wrong_sign"]["value"]) for rule, _ in RULES]
+            ax.plot([i + offsets[j] for i in range(len(RULES))], ys, color="#999999", linewidth=0.5, zorder=1)
         for i, (rule, label) in enumerate(RULES):
-            rates = [e["rates"][rule] for e in regimes.values()]
-            wrong = [float(r["wrong_sign"]["value"]) for r in rates]
-            errs = [
-                [w - float(r["wrong_sign"]["low"]) for w, r in zip(wrong, rates, strict=True)],
-                [float(r["wrong_sign"]["high"]) - w for w, r in zip(wrong, rates, strict=True)],
-            ]
-            xs = [j + (i - 1.5) * width for j in range(len(regimes))]
-            ax.bar(
-                xs,
-                wrong,
-                width,
-                color=OKABE_ITO[i + 1 if i else 0],
-                hatch=HATCHES[i],
-                edgecolor="black",
-                linewidth=0.4,
-                label=label,
+            rates = [e["rates"][rule]["wrong_sign"] for e in regimes]
+            ys = [float(r["value"]) for r in rates]
+            errs = None
+            if n <= 12:
+                errs = [
+                    [y - float(r["low"]) for y, r in zip(ys, rates, strict=True)],
+                    [float(r["high"]) - y for y, r in zip(ys, rates, strict=True)],
+                ]
+            ax.errorbar(
+                [i + o for o in offsets],
+                ys,
                 yerr=errs,
+                fmt=MARKERS[i],
+                color=OKABE_ITO[(0, 5, 3, 6)[i]],
+                markersize=4,
+                elinewidth=0.7,
                 capsize=1.5,
-                error_kw={"linewidth": 0.6},
+                linestyle="none",
+                label=label,
+                zorder=2,
             )
-        ax.set_xticks(range(len(regimes)), labels)
-        ax.set_title(title)
-        ax.set_ylim(0, 1.05)
-        ax.set_xlabel("regime (malicious clients / N, AND-mask threshold)")
-    axes[0][0].set_ylabel("P(wrong sign) over Monte-Carlo trials")
+        ax.set_xticks(range(len(RULES)), [label.replace(" ", "\n", 1) for _, label in RULES])
+        ax.set_title(f"{title}\n({n} regime(s): laws, N, N', tau, alpha)")
+        ax.set_ylim(-0.03, 1.05)
+        ax.set_xlabel("aggregation rule")
+    axes[0][0].set_ylabel("P(wrong sign), Monte Carlo")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=4, frameon=False)
-    fig.suptitle("Fig. 1, measured: bars at 0 are rules that never erred (error bars: Clopper-Pearson interval)")
+    fig.suptitle("Fig. 1, measured: each grey line is one regime (error bars: Clopper-Pearson, up to 12 regimes)")
     return fig
