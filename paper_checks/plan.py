@@ -272,18 +272,19 @@ def make_plan(
             stages.append(
                 Stage(name, "mechanism", task, runs_, result="mechanism.json", note=f"{len(s.mechanism_seeds)} seeds")
             )
-    if level == "quick":
+    if level == "quick" and "table1" in kinds:
         left_out["all"] = (
             f"Table 1: {len(s.table1_seeds)} seeds per row (--full: 5), no-attack twins for "
             f"{', '.join(s.clean_rows)} only (--full: every row); mechanism: 2 seeds (--full: 5)"
         )
     if "paper" in kinds:
+        stages_, missing_ = _paper_stages(runs, data, cuda, overrides)
+        missing |= missing_  # said at every level: what this machine could not run even with --paper
         if level != "paper":
-            left_out["paper"] = "Table 1 at the paper's scale (CIFAR-10, Twitter, phishing): run with --paper"
+            runnable = ", ".join(s.task for s in stages_) or "none"
+            left_out["paper"] = f"Table 1 at the paper's scale: run with --paper (runnable here: {runnable})"
         else:
-            stages_, missing_ = _paper_stages(runs, data, cuda, overrides)
             stages += stages_
-            missing |= missing_
     return Plan(level, stages, left_out, missing, {"level": level, **s.__dict__, "overrides": overrides})
 
 
