@@ -295,7 +295,8 @@ def _paper_stages(runs: Path, data: dict, cuda: bool | None, overrides: dict):
     cuda = torch.cuda.is_available() if cuda is None else cuda
     stages, missing = [], {}
     for task in PAPER_TASKS:
-        cfg = de.load_config(task, "paper", overrides=overrides)
+        mine = overrides if task in TABULAR_TASKS else {}  # --set speaks to the tabular tasks only
+        cfg = de.load_config(task, "paper", overrides=mine)
         needs_gpu = task in ("cifar10", "twitter")
         reasons = []
         if needs_gpu and not cuda:
@@ -309,7 +310,7 @@ def _paper_stages(runs: Path, data: dict, cuda: bool | None, overrides: dict):
             missing[f"{task}-paper"] = "; ".join(reasons)
             continue
         if needs_gpu:
-            cfg = de.load_config(task, "paper", overrides={**overrides, "runtime.device": "cuda"})
+            cfg = de.load_config(task, "paper", overrides={**mine, "runtime.device": "cuda"})
         name = f"{task}-paper"
         runs_, skipped = table1_runs(cfg, out=_folder(runs, name, cfg), seeds=(0, 1, 2), data=data.get(task))
         stages.append(Stage(name, "paper", task, runs_, skipped, note="Table 1 at the paper's scale, 3 seeds"))
