@@ -133,6 +133,8 @@ class Bulyan(_KrumFamily):
        ties, which one neighbour makes common, go by the updates' values, not client order).
     2. Per coordinate, average the beta = theta - 2f values closest to the median of the
        selected values (even count: midpoint median; a value as near as another: the lower one first).
+       Distances to the median are float64: two that differ by less than their rounding (2^-126
+       and 1 around a median of 0.5) count as equal, and the tie rule decides.
 
     Example
         >>> import numpy as np, invariant_aggregator as ia
