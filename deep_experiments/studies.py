@@ -87,11 +87,16 @@ def run_variants(
     runs = variant_runs(
         config, variants, out=out, seeds=seeds, clean=clean, data=data, download=download, device=device
     )
+    _run_each(runs, out, restart=restart, progress=progress, log=log)
+    return variant_rows([f for _, f in runs], out=out)
+
+
+def _run_each(runs, out: Path, *, restart, progress, log) -> None:
+    """Run (or reuse) each planned (configuration, folder), logging the ones that trained."""
     for cfg, folder in runs:
         s = run_or_reuse(cfg, folder, restart=restart, progress=progress)
         if s is not None:
             log(f"{folder.relative_to(out)}: Acc_M {s['acc_m']:.3f}  Acc_B {s['acc_b']:.3f}")
-    return variant_rows([f for _, f in runs], out=out)
 
 
 def watched(config: dict) -> dict:
@@ -109,11 +114,22 @@ def mechanism_rows(folders, *, out) -> list[dict]:
 
 
 def mechanism(
-    config: dict, *, out, defences=("fedavg", "invariant"), seeds=range(3), log=print, **options
+    config: dict,
+    *,
+    out,
+    defences=("fedavg", "invariant"),
+    seeds=range(3),
+    restart=False,
+    progress=False,
+    log=print,
+    **options,
 ) -> list[dict]:
     """The per-round diagnostic (:mod:`deep_experiments.diagnostics`) for ``defences`` under
-    attack; rows of seed means, also written to ``out/mechanism.{json,md}``."""
-    variants = [(d, {}) for d in defences]
-    run_variants(watched(config), variants, out=out, seeds=seeds, clean=False, log=log, **options)
-    folders = [f for _, f in variant_runs(watched(config), variants, out=out, seeds=seeds, clean=False)]
+    attack; rows of seed means, also written to ``out/mechanism.{json,md}`` (and the runs'
+    table to ``out/table.*``). ``options``: data, download, device."""
+    out = Path(out)
+    runs = variant_runs(watched(config), [(d, {}) for d in defences], out=out, seeds=seeds, clean=False, **options)
+    _run_each(runs, out, restart=restart, progress=progress, log=log)
+    folders = [f for _, f in runs]
+    variant_rows(folders, out=out)
     return mechanism_rows(folders, out=out)

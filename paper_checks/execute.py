@@ -27,6 +27,17 @@ from invariant_aggregator import write_json_atomic
 from .plan import Plan, Stage
 
 
+def _use_one_thread() -> tuple[int, int]:
+    """Set torch's and numba's thread counts to 1; return them as they were."""
+    import numba
+    import torch
+
+    before = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    return before
+
+
 @contextlib.contextmanager
 def one_thread():
     """Small MLPs train fastest on one thread (torch's and numba's); the caller's settings are
@@ -34,9 +45,7 @@ def one_thread():
     import numba
     import torch
 
-    before = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
+    before = _use_one_thread()
     try:
         yield
     finally:
@@ -45,29 +54,24 @@ def one_thread():
 
 
 def _worker_init() -> None:
-    import numba
-    import torch
-
-    # a worker process of ours: its settings are ours to choose. One thread each for torch and
-    # numba: with two workers on two cores, numba's default (all cores) made runs 1.3x slower
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
+    # a worker process of ours: its settings are ours to keep. One thread each: with two
+    # workers on two cores, numba's default (all cores) made runs 1.3x slower
+    _use_one_thread()
 
 
-def _train(cfg: dict, folder: str) -> tuple[str, str | None, float]:
-    """One run, reused when finished: (folder, error or None, seconds)."""
-    start = time.perf_counter()
+def _train(cfg: dict, folder: str) -> tuple[str, str | None]:
+    """One run, reused when finished: (folder, error or None)."""
     try:
         run_or_reuse(cfg, folder, progress=False)
     except Exception as exc:  # reported with the run, never lost; the other runs go on
-        return folder, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}", time.perf_counter() - start
-    return folder, None, time.perf_counter() - start
+        return folder, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
+    return folder, None
 
 
 def _theory(stage: Stage, plan: Plan, results: Path, cache: Path) -> None:
     from linear_theory.sweep import run_sweep
 
-    records, timings = run_sweep(
+    records, _ = run_sweep(
         quick=plan.settings["theory_grid"] == "quick", seed=0, checkpoint=cache / "linear_theory", progress=False
     )
     write_json_atomic(results / stage.result_file, records)
@@ -94,8 +98,8 @@ def run_plan(plan: Plan, *, results, cache, jobs: int = 1, progress: bool = True
     results.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     todo = [(cfg, str(folder)) for stage in plan.stages for cfg, folder in stage.runs]
-    reused = sum(run_results.is_finished(f) for _, f in todo)
     pending = [(cfg, f) for cfg, f in todo if not run_results.is_finished(f)]
+    reused = len(todo) - len(pending)
     failed: dict[str, str] = {}
     bar = tqdm(
         total=len(todo) + 1, initial=reused, desc="paper_checks", unit="run", disable=not progress, smoothing=0.05
@@ -112,7 +116,7 @@ def run_plan(plan: Plan, *, results, cache, jobs: int = 1, progress: bool = True
             with one_thread():
                 for cfg, folder in pending:
                     bar.set_postfix_str(stage_of[folder])
-                    _, error, _ = _train(cfg, folder)
+                    _, error = _train(cfg, folder)
                     if error:
                         failed[folder] = error
                     bar.update(1)
@@ -121,7 +125,7 @@ def run_plan(plan: Plan, *, results, cache, jobs: int = 1, progress: bool = True
             with cf.ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init) as pool:
                 futures = [pool.submit(_train, cfg, folder) for cfg, folder in pending]
                 for future in cf.as_completed(futures):
-                    folder, error, _ = future.result()
+                    folder, error = future.result()
                     if error:
                         failed[folder] = error
                     bar.set_postfix_str(stage_of[folder])

@@ -24,6 +24,7 @@ import math
 from deep_experiments.results import row_params
 
 from .claims import Claim, Finding, register
+from .headline import reduction
 from .plan import TABULAR_TASKS
 from .table1 import ROUNDING as PAPER_ROUNDING
 from .table1 import TASKS as PAPER_TASKS
@@ -167,7 +168,7 @@ def _lowest_backdoor(rows):
     return [Finding("no prior defence significantly lower", "not reproduced" if better else "reproduced", numbers, why)]
 
 
-def _lowest_in_paper(evidence=None) -> list[Finding]:
+def _lowest_in_paper() -> list[Finding]:
     table = paper_table1()
     findings = []
     labels = [m for m in table.methods if m not in ("FedAvg", "No Attack", "Ours")]
@@ -374,7 +375,7 @@ def _table1_cells(evidence) -> list[Finding]:
         for reading, stage in sources:
             rows = evidence.table(task, stage)
             if rows is None:
-                why = evidence.why_missing(f"{task}-{stage}") if stage != "paper" else _paper_missing(evidence, task)
+                why = evidence.why_missing(f"{task}-{stage}")
                 findings.append(Finding(reading, "not run", {}, why, part=task))
                 continue
             cells = _cells(paper, task, rows)
@@ -398,10 +399,6 @@ def _table1_cells(evidence) -> list[Finding]:
                 )
             )
     return findings
-
-
-def _paper_missing(evidence, task: str) -> str:
-    return evidence.why_missing(f"{task}-paper")
 
 
 register(
@@ -438,7 +435,6 @@ def _our_headline(claimed: float, metric: str, readings, tasks=TABULAR_TASKS):
     """The claimed average reduction on our tasks: the value from the seed means, +- Z SE (delta
     method); reproduced when that interval meets the claim's rounding interval. The ``gain``
     reading leaves out a task where the attack did not succeed (its denominator is noise)."""
-    from .headline import reduction
 
     def check(evidence):
         findings = []

@@ -11,11 +11,11 @@ Levels:
 
 * ``quick``: the linear-theory quick grid; per tabular task, Table 1 (every row, 2 seeds, with
   no-attack twins), the paper-literal setting for a subset of rows, a 3 x 3 tau x alpha grid and
-  the ablation at two taus (1 seed), the mechanism diagnostic (2 seeds). About 5 minutes of two
-  cores; what it leaves out is listed in :attr:`Plan.left_out`.
+  the ablation at two taus (1 seed), the mechanism diagnostic (2 seeds). 4.4 minutes on two
+  cores (measured: 176 runs); what it leaves out is listed in :attr:`Plan.left_out`.
 * ``full``: the linear-theory full grid and everything of ``benchmarks/tabular_studies.py``:
   5 seeds for Table 1 at both settings and the mechanism, the whole sensitivity grid and the
-  ablation at 3 seeds (about 40 minutes of two cores).
+  ablation at 3 seeds (21 minutes on two cores, measured: 1,008 runs).
 * ``paper``: ``full`` plus Table 1 at the paper's scale for every task whose data and hardware
   this machine has; the others are listed in :attr:`Plan.missing`, with what they need.
 """
@@ -188,6 +188,8 @@ def make_plan(
         raise ExperimentError(f"unknown stage kinds {sorted(unknown)}; choose from {', '.join(STAGE_KINDS)}")
     s = LEVEL_SETTINGS[level]
     runs, overrides, data = Path(runs), dict(overrides or {}), dict(data or {})
+    full = LEVEL_SETTINGS["full"]  # what a reduced level is compared with in its left_out notes
+    clean = True if s.clean_rows is None else s.clean_rows
     stages: list[Stage] = []
     left_out: dict[str, str] = {}
     missing: dict[str, str] = {}
@@ -205,7 +207,6 @@ def make_plan(
             continue
         if "table1" in kinds:
             name = f"{task}-small"
-            clean = True if s.clean_rows is None else s.clean_rows
             runs_, skipped = table1_runs(
                 fair, out=_folder(runs, name, fair), seeds=s.table1_seeds, clean=clean, data=data.get(task)
             )
@@ -221,7 +222,7 @@ def make_plan(
                 out=_folder(runs, name, literal),
                 defences=rows,
                 seeds=s.literal_seeds,
-                clean=True if s.clean_rows is None else s.clean_rows,
+                clean=clean,
                 data=data.get(task),
             )
             stages.append(
@@ -245,8 +246,9 @@ def make_plan(
             stages.append(Stage(name, "sensitivity", task, runs_, note=f"tau x alpha, {len(s.study_seeds)} seed(s)"))
             if level == "quick":
                 left_out[name] = (
-                    f"tau in {list(s.sensitivity_taus)} x alpha in {list(s.sensitivity_alphas)}, 1 seed "
-                    f"(--full: tau in {list(studies.TAUS)}, also the authors' trim, 3 seeds)"
+                    f"tau in {list(s.sensitivity_taus)} x alpha in {list(s.sensitivity_alphas)}, "
+                    f"{len(s.study_seeds)} seed(s) (--full: tau in {list(full.sensitivity_taus)}, also the "
+                    f"authors' trim, {len(full.study_seeds)} seeds)"
                 )
         if "ablation" in kinds:
             name = f"{task}-ablation"
@@ -256,7 +258,10 @@ def make_plan(
             )
             stages.append(Stage(name, "ablation", task, runs_, note=f"ablation, {len(s.study_seeds)} seed(s)"))
             if level == "quick":
-                left_out[name] = f"tau in {list(s.ablation_taus)}, 1 seed (--full: tau 0.4, 0.6, 0.8, 3 seeds)"
+                left_out[name] = (
+                    f"tau in {list(s.ablation_taus)}, {len(s.study_seeds)} seed(s) "
+                    f"(--full: tau in {list(full.ablation_taus)}, {len(full.study_seeds)} seeds)"
+                )
         if "mechanism" in kinds:
             name = f"{task}-mechanism"
             watched = studies.watched(fair)
@@ -274,8 +279,9 @@ def make_plan(
             )
     if level == "quick" and "table1" in kinds:
         left_out["all"] = (
-            f"Table 1: {len(s.table1_seeds)} seeds per row (--full: 5), no-attack twins for "
-            f"{', '.join(s.clean_rows)} only (--full: every row); mechanism: 2 seeds (--full: 5)"
+            f"Table 1: {len(s.table1_seeds)} seeds per row (--full: {len(full.table1_seeds)}), no-attack twins "
+            f"for {', '.join(s.clean_rows)} only (--full: every row); mechanism: {len(s.mechanism_seeds)} seeds "
+            f"(--full: {len(full.mechanism_seeds)})"
         )
     if "paper" in kinds:
         stages_, missing_ = _paper_stages(runs, data, cuda, overrides)

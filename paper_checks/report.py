@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -15,18 +16,6 @@ from invariant_aggregator import write_json_atomic, write_text_atomic
 
 # a document is a list of blocks: ("h1"|"h2"|"h3"|"p"|"quote"|"code", text),
 # ("table", header, rows), ("figure", path, caption), ("list", items)
-
-
-def _short(value) -> str:
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.4g}"
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {_short(v)}" for k, v in value.items())
-    if isinstance(value, list) and len(value) > 6:
-        return f"[{len(value)} items]"
-    if isinstance(value, list):
-        return ", ".join(_short(v) for v in value)
-    return str(value)
 
 
 def part_counts(entry: dict) -> str:
@@ -139,8 +128,6 @@ def to_markdown(blocks: list, base: Path) -> str:
 
 def _inline(text: str) -> str:
     """Escaped text with the markdown the report uses: **bold**, `code`, [text](#anchor)."""
-    import re
-
     text = html.escape(str(text))
     text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
     text = re.sub(r"`(.+?)`", r"<code>\1</code>", text)

@@ -114,3 +114,18 @@ def test_the_table1_figure_reads_the_paper_cells(results):
         "spread_m": 0.001,
         "spread_b": 0.003,
     } in cells
+
+
+def test_rows_of_tables_written_before_params_still_give_their_hyperparameters():
+    from deep_experiments.results import row_params
+
+    old = {
+        "differs": [
+            "defence.params.alpha=0.1",
+            "defence.params.tau=0.4",
+            "defence.params.trim='(unset)'",
+            "federation.rounds=50",
+        ]
+    }
+    assert row_params(old) == {"alpha": 0.1, "tau": 0.4}
+    assert row_params({**old, "params": {"tau": 0.6}}) == {"tau": 0.6}  # written rows win
