@@ -5,7 +5,8 @@ hook for each (the defaults are benign behaviour):
 
 * :meth:`Attack.observe` — what it may see of the round before training: the round number,
   the broadcast model, the sampled clients and which of them are malicious (:class:`RoundView`);
-* :meth:`Attack.batches` — what data it trains on, one local epoch at a time;
+* :meth:`Attack.batch_indices` — what data it trains on, one local epoch at a time, as
+  indices into the task's samples (or :meth:`Attack.batches`, for batches made otherwise);
 * :meth:`Attack.after_step` — what it does to its model after every local optimiser step;
 * :meth:`Attack.shape_update` — what happens to its update g = w_global - w_local after
   local training, before the server sees it.
@@ -68,6 +69,9 @@ __all__ = [
     "register_attack",
     "build_attack",
     "clean_batches",
+    "batch_indices",
+    "epoch_order",
+    "BatchIndices",
     "project_to_ball",
 ]
 
@@ -107,11 +111,39 @@ class BackdoorSource:
     clean_test: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def clean_batches(
-    task: FederatedTask, indices: torch.Tensor, batch_size: int, generator: torch.Generator, backdoor_per_batch: int = 0
-) -> Iterator[Samples]:
-    """One local epoch of a client's batches: its samples in a fresh random order, with
-    ``backdoor_per_batch`` backdoor samples (drawn with replacement) in each batch.
+@dataclass(frozen=True)
+class BatchIndices:
+    """One batch as indices: ``clean`` into the task's training pool, ``backdoor`` into its
+    backdoor training samples (empty for a benign batch)."""
+
+    clean: torch.Tensor
+    backdoor: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.clean) + len(self.backdoor)
+
+    def samples(self, task: FederatedTask) -> Samples:
+        if len(self.backdoor) == 0:
+            return task.train.take(self.clean)
+        if len(self.clean) == 0:
+            return task.backdoor_train.take(self.backdoor)
+        return Samples.cat([task.train.take(self.clean), task.backdoor_train.take(self.backdoor)])
+
+
+_NONE = torch.empty(0, dtype=torch.long)
+
+
+def epoch_order(indices: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A client's samples in the random order of one local epoch (one draw from ``generator``)."""
+    return indices[torch.randperm(len(indices), generator=generator)]
+
+
+def batch_indices(
+    indices: torch.Tensor, batch_size: int, generator: torch.Generator, backdoor_per_batch: int = 0, n_backdoor: int = 0
+) -> Iterator[BatchIndices]:
+    """One local epoch of a client's batches as indices: its samples in a fresh random order,
+    with ``backdoor_per_batch`` backdoor samples (drawn with replacement from ``n_backdoor``) in
+    each batch.
 
     The clean samples per batch are batch_size - backdoor_per_batch; a batch of backdoor samples
     only (backdoor_per_batch = batch_size) keeps the clean epoch's number of batches. Draws are
@@ -120,13 +152,19 @@ def clean_batches(
     """
     k_bd = min(backdoor_per_batch, batch_size)
     step = batch_size - k_bd if k_bd < batch_size else batch_size
-    order = indices[torch.randperm(len(indices), generator=generator)]
+    order = epoch_order(indices, generator)
     for start in range(0, len(order), step):
-        parts = [] if k_bd == batch_size else [task.train.take(order[start : start + step])]
-        if k_bd:
-            drawn = torch.randint(len(task.backdoor_train), (k_bd,), generator=generator)
-            parts.append(task.backdoor_train.take(drawn))
-        yield parts[0] if len(parts) == 1 else Samples.cat(parts)
+        clean = _NONE if k_bd == batch_size else order[start : start + step]
+        backdoor = torch.randint(n_backdoor, (k_bd,), generator=generator) if k_bd else _NONE
+        yield BatchIndices(clean, backdoor)
+
+
+def clean_batches(
+    task: FederatedTask, indices: torch.Tensor, batch_size: int, generator: torch.Generator, backdoor_per_batch: int = 0
+) -> Iterator[Samples]:
+    """:func:`batch_indices` as samples (clean first, then backdoor, in each batch)."""
+    for batch in batch_indices(indices, batch_size, generator, backdoor_per_batch, len(task.backdoor_train)):
+        yield batch.samples(task)
 
 
 def project_to_ball(flat: torch.Tensor, anchor: torch.Tensor, radius: float) -> torch.Tensor | None:
@@ -150,11 +188,20 @@ class Attack:
     def observe(self, view: RoundView) -> None:
         """Called once per round, before any client trains."""
 
+    def batch_indices(
+        self, task: FederatedTask, indices: torch.Tensor, batch_size: int, generator: torch.Generator
+    ) -> Iterator[BatchIndices]:
+        """One local epoch of this client's batches, as indices into the task's samples."""
+        return batch_indices(indices, batch_size, generator)
+
     def batches(
         self, task: FederatedTask, indices: torch.Tensor, batch_size: int, generator: torch.Generator
     ) -> Iterator[Samples]:
-        """One local epoch of this client's batches."""
-        return clean_batches(task, indices, batch_size, generator)
+        """One local epoch of this client's batches (override :meth:`batch_indices` when the
+        batches are drawn from the task's samples: batched training then gathers them at once;
+        override this for batches made otherwise)."""
+        for batch in self.batch_indices(task, indices, batch_size, generator):
+            yield batch.samples(task)
 
     def after_step(self, model: nn.Module, ctx: ClientContext) -> None:
         """Called after every local optimiser step (may change the model in place)."""
@@ -191,8 +238,8 @@ class Poisoning(Attack):
         """Raw backdoor inputs (train, test); the task labels them with the target and encodes them."""
         raise NotImplementedError
 
-    def batches(self, task, indices, batch_size, generator):
-        return clean_batches(task, indices, batch_size, generator, self.backdoor_per_batch)
+    def batch_indices(self, task, indices, batch_size, generator):
+        return batch_indices(indices, batch_size, generator, self.backdoor_per_batch, len(task.backdoor_train))
 
 
 POISONINGS: dict[str, type[Poisoning]] = {}
@@ -287,6 +334,9 @@ class CompositeAttack(Attack):
     def observe(self, view):
         for part in self.parts:
             part.observe(view)
+
+    def batch_indices(self, task, indices, batch_size, generator):
+        return self.poisoning.batch_indices(task, indices, batch_size, generator)
 
     def batches(self, task, indices, batch_size, generator):
         return self.poisoning.batches(task, indices, batch_size, generator)

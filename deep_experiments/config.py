@@ -205,6 +205,11 @@ def check_ranges(cfg: dict) -> None:
         for v in value if isinstance(value, list) else [value]:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not _in_range(v, low, high):
                 raise ExperimentError(f"setting {path!r} must lie in {_interval(low, high)}, got {value!r}")
+    training = cfg.get("runtime", {}).get("client_training", "auto")
+    if training not in ("auto", "sequential", "batched"):
+        raise ExperimentError(
+            f"setting 'runtime.client_training' must be 'auto', 'sequential' or 'batched', got {training!r}"
+        )
     fed, attack = cfg.get("federation", {}), cfg.get("attack", {})
     if fed.get("clients_per_round", 0) > fed.get("n_clients", math.inf):
         raise ExperimentError(

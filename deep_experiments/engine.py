@@ -33,6 +33,7 @@ import invariant_aggregator as ia
 
 from . import diagnostics, results
 from .attacks import Attack, ClientContext, RoundView, build_attack, clean_batches
+from .batched import BatchedTrainer, ClientJob, resolve_client_training
 from .config import fingerprint
 from .defences import build_rule
 from .errors import ExperimentError
@@ -132,17 +133,19 @@ def evaluate(model: nn.Module, task: FederatedTask, cfg: dict, device: torch.dev
     bs = cfg["train"]["eval_batch_size"]
 
     def predictions(samples: Samples):
-        correct = total_loss = 0.0
+        # sums stay on the device (one synchronisation per set, not one per batch)
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        total_loss = torch.zeros((), dtype=torch.float64, device=device)
         preds = []
         for start in range(0, len(samples), bs):
-            batch = samples.take(torch.arange(start, min(start + bs, len(samples))))
+            batch = samples.take(torch.arange(start, min(start + bs, len(samples)))) if len(samples) > bs else samples
             with _autocast(device, cfg["train"]["amp"]):
                 logits = model(task.prepare(batch.inputs, augment=False)).float()
-            total_loss += nn.functional.cross_entropy(logits, batch.labels, reduction="sum").item()
+            total_loss += nn.functional.cross_entropy(logits, batch.labels, reduction="sum").double()
             pred = logits.argmax(1)
-            correct += (pred == batch.labels).sum().item()
+            correct += (pred == batch.labels).sum()
             preds.append(pred)
-        return correct / len(samples), total_loss / len(samples), torch.cat(preds)
+        return correct.item() / len(samples), total_loss.item() / len(samples), torch.cat(preds)
 
     acc_m, loss, _ = predictions(task.test)
     _, _, bd_pred = predictions(task.backdoor_test)
@@ -207,6 +210,12 @@ class Run:
         self.layout = ia.ParameterLayout.of(self.model)
         self.trigger = self._trigger_coordinates() if cfg["runtime"].get("diagnostics") else None
         self.worker = copy.deepcopy(self.model)
+        self.client_training, self.client_training_why = resolve_client_training(
+            cfg["runtime"].get("client_training", "auto"), self.model, self.device
+        )
+        self.trainer = (
+            BatchedTrainer(self.model, self.layout, cfg, self.device) if self.client_training == "batched" else None
+        )
         n_clients = len(self.task.clients)
         if fed["clients_per_round"] > n_clients:
             raise ExperimentError(
@@ -217,6 +226,14 @@ class Run:
         self.malicious = set(np.random.default_rng([self.seed, 2]).choice(n_clients, n_mal, replace=False).tolist())
         self.round, self.records, self.timing = 0, [], dict.fromkeys(PHASES, 0.0)
         if saved is not None:
+            # checkpoints written before batched training existed were trained sequentially
+            was = saved.get("client_training", "sequential")
+            if was != self.client_training:
+                raise ExperimentError(
+                    f"{self.out} holds a run trained with client_training = {was!r}; this run would continue it "
+                    f"{self.client_training!r} ({self.client_training_why}), which agrees only up to rounding; set "
+                    f"runtime.client_training = {was!r} to resume it, or --restart"
+                )
             self.model.load_state_dict(saved["model"])
             if isinstance(self.rule, ia.StatefulRule):
                 self.rule.load_state_dict(saved["rule"])
@@ -282,6 +299,7 @@ class Run:
             "rule": rule_state,
             "records": self.records,
             "timing": self.timing,
+            "client_training": self.client_training,
         }
         ia.write_atomic(results.run_file(self.out, CHECKPOINT), lambda fh: torch.save(state, fh))
         results.write_records(self.out, self.records)
@@ -303,20 +321,37 @@ class Run:
         buffers = []
         global_state = self.model.state_dict()
         self.attack.observe(RoundView(r, anchor, tuple(clients), tuple(c for c in clients if c in self.malicious)))
-        for j, c in enumerate(clients):
-            self.worker.load_state_dict(global_state)
-            gen = torch.Generator().manual_seed(_seed_of(self.seed, 4, r, c))
+        jobs = []
+        for c in clients:
             attack = self.attack if c in self.malicious else None
-            ctx = ClientContext(r, c, self.layout, anchor) if attack is not None else None
-            local_train(self.worker, self.task, self.task.clients[c], cfg, gen, device=dev, attack=attack, ctx=ctx)
-            row = updates[j]
-            torch.sub(anchor, self.layout.flatten(self.worker), out=row)
-            if attack is not None:
-                shaped = attack.shape_update(row, ctx)
+            jobs.append(
+                ClientJob(
+                    self.task.clients[c],
+                    torch.Generator().manual_seed(_seed_of(self.seed, 4, r, c)),
+                    attack,
+                    ClientContext(r, c, self.layout, anchor) if attack is not None else None,
+                )
+            )
+        if self.trainer is not None:
+            trained, client_buffers = self.trainer.train(self.model, self.task, jobs)
+            torch.sub(anchor, trained, out=updates)
+            if fed["buffers"] == "mean":
+                buffers = [{n: b[j] for n, b in client_buffers.items()} for j in range(len(clients))]
+        else:
+            for j, job in enumerate(jobs):
+                self.worker.load_state_dict(global_state)
+                local_train(
+                    self.worker, self.task, job.indices, cfg, job.generator, device=dev, attack=job.attack, ctx=job.ctx
+                )
+                torch.sub(anchor, self.layout.flatten(self.worker), out=updates[j])
+                if fed["buffers"] == "mean":
+                    buffers.append({n: b.detach().clone() for n, b in self.worker.named_buffers()})
+        for j, job in enumerate(jobs):
+            if job.attack is not None:
+                row = updates[j]
+                shaped = job.attack.shape_update(row, job.ctx)
                 if shaped is not row:  # no evasion returns the row itself: nothing to copy
                     row.copy_(shaped)
-            if fed["buffers"] == "mean":
-                buffers.append({n: b.detach().clone() for n, b in self.worker.named_buffers()})
         if not torch.isfinite(updates).all():
             raise ExperimentError(f"round {r}: a client's update has NaN/Inf (training diverged); lower train.lr")
         malicious = [c in self.malicious for c in clients]
@@ -404,6 +439,7 @@ class Run:
             ),
             "malicious_clients": sorted(self.malicious),
             "attack": self.attack.describe(),
+            "client_training": {"path": self.client_training, "why": self.client_training_why},
             "trainable_parameters": self.layout.numel,
             "data": self.task.info,
         }

@@ -52,7 +52,9 @@ def tensor_samples(x, y) -> Samples:
     return Samples(torch.as_tensor(np.ascontiguousarray(x)), torch.as_tensor(np.asarray(y, dtype=np.int64)))
 
 
-def _identity(inputs, *, augment: bool, generator=None):
+def identity_prepare(inputs, *, augment: bool, generator=None):
+    """The preparation of tasks whose inputs go to the model as they are (no augmentation, no
+    draws): batched training then gathers a round's batches at once."""
     return inputs
 
 
@@ -70,5 +72,5 @@ class FederatedTask:
     backdoor_test: Samples  # Acc_B = share of these predicted as ``target``
     target: int
     make_model: Callable[[], nn.Module]
-    prepare: Callable = _identity  # (inputs, augment=, generator=) -> model input
+    prepare: Callable = identity_prepare  # (inputs, augment=, generator=) -> model input
     info: dict = field(default_factory=dict)  # sizes and choices, recorded in the summary

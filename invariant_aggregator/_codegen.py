@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ._networks import window_comparators
 
-_VERSION = 1
+_VERSION = 2  # 2: row views and an unsigned column index (no gathers)
 MAX_SPECIALISED_ROWS = 64  # beyond this the compile time outweighs the gain
 
 
@@ -47,14 +47,17 @@ def window_source(n: int, lo: int, hi: int) -> str:
         "def kernel(x, rows, min_agree, out, n_chunks):",
         f"    # window [{lo}, {hi}) of {n} sorted values, {len(pairs)} comparators",
         "    d = x.shape[1]",
-        *(f"    r{i} = rows[{i}]" for i in range(n)),
+        # one 1-D view per row, indexed by an unsigned column: numba then emits no negative-index
+        # wraparound, the loads are plain vector loads (with x[r, j] and a signed j LLVM fell back
+        # to gather instructions, and the kernel ran at 2.4x a read instead of 1.1x)
+        *(f"    x{i} = x[rows[{i}]]" for i in range(n)),
         f"    inv = 1.0 / {hi - lo}",
         "    per = (d + n_chunks - 1) // n_chunks",
         "    bad = np.zeros(n_chunks, np.int64)",
         "    for c in prange(n_chunks):",
         "        nbad = 0",
-        "        for j in range(c * per, min(d, (c + 1) * per)):",
-        *(f"            {v[i]} = x[r{i}, j]" for i in range(n)),
+        "        for j in range(np.uint64(c * per), np.uint64(min(d, (c + 1) * per))):",
+        *(f"            {v[i]} = x{i}[j]" for i in range(n)),
         "            chk = " + " + ".join(f"({x} - {x})" for x in v),
         "            cnt = " + " + ".join(f"(np.int32({x} > 0) - np.int32({x} < 0))" for x in v),
         "            nbad += chk != chk",
