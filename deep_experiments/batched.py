@@ -100,7 +100,7 @@ def resolve_client_training(setting: str, model: nn.Module, device: torch.device
 
     "auto" takes the faster path: batched where the model vectorises, except BatchNorm models
     on the CPU, where the vmapped, per-batch-size grouped ResNet ran slower than one client
-    after another (0.8x the rounds per second, ``benchmarks/bench_deep.py``); "batched" for a
+    after another (0.7-0.8x the rounds per second, ``benchmarks/bench_deep.py``); "batched" for a
     model that cannot be batched is refused with the reason."""
     if setting not in CLIENT_TRAINING:
         raise ExperimentError(
@@ -336,7 +336,6 @@ class _Batches:
         return inputs, labels, weight
 
 
-# ------------------------------------------------------------------------------- stacked forwards
 def _pool_rows(batch: BatchIndices, offset: int) -> torch.Tensor:
     """The batch's rows in the pool of training then backdoor samples (clean rows first)."""
     if len(batch.backdoor) == 0:
@@ -346,6 +345,7 @@ def _pool_rows(batch: BatchIndices, offset: int) -> torch.Tensor:
     return torch.cat([batch.clean, batch.backdoor + offset])
 
 
+# ------------------------------------------------------------------------------- stacked forwards
 def _linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """Each client's linear layer on its own rows: h (N, B, in); weight stacked and stored
     transposed, (N, in, out), or shared (out, in) (a frozen layer); bias (N, out) or (out,)."""
@@ -379,9 +379,9 @@ class BatchedTrainer:
     """Trains a round's clients together, starting from one global model.
 
     ``model`` is the run's model (its structure and frozen parameters are used, never changed);
-    ``layout`` names the trainable parameters. The clients' parameters live in one (N, d) leaf
-    tensor in the layout's order (each named parameter a view into it), so the optimiser steps
-    all of them with a handful of operations and the updates need no copying out."""
+    ``layout`` names the trainable parameters. Each of them is one contiguous (N, *shape) leaf
+    tensor during the round, a row per client (the MLP's weights stored transposed); the
+    trained rows come back as one (N, d) stack in the layout's order."""
 
     def __init__(self, model: nn.Module, layout: ia.ParameterLayout, cfg: dict, device: torch.device):
         reason = unsupported_reason(model)
@@ -396,11 +396,12 @@ class BatchedTrainer:
         # parameters the stacked forward keeps transposed (last two axes swapped)
         self._transposed = {n for n in layout.names if n.endswith(".weight")} if self._stacked is not None else set()
         self._acts: dict[int, bool] = {}
+        self._pool_cache = None
 
     def _pooled(self, task: FederatedTask) -> tuple[torch.Tensor, torch.Tensor]:
         """The training pool followed by the backdoor training samples, (inputs, labels): built
         once per task (the cache holds the task's sets, so it cannot outlive them unnoticed)."""
-        cached = getattr(self, "_pool_cache", None)
+        cached = self._pool_cache
         if cached is None or cached[0] is not task.train or cached[1] is not task.backdoor_train:
             x = torch.cat([task.train.inputs, task.backdoor_train.inputs])
             y = torch.cat([task.train.labels, task.backdoor_train.labels])

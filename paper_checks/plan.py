@@ -11,11 +11,11 @@ Levels:
 
 * ``quick``: the linear-theory quick grid; per tabular task, Table 1 (every row, 2 seeds, with
   no-attack twins), the paper-literal setting for a subset of rows, a 3 x 3 tau x alpha grid and
-  the ablation at two taus (1 seed), the mechanism diagnostic (2 seeds). 4.4 minutes on two
+  the ablation at two taus (1 seed), the mechanism diagnostic (2 seeds). 2.5 minutes on two
   cores (measured: 176 runs); what it leaves out is listed in :attr:`Plan.left_out`.
 * ``full``: the linear-theory full grid and everything of ``benchmarks/tabular_studies.py``:
   5 seeds for Table 1 at both settings and the mechanism, the whole sensitivity grid and the
-  ablation at 3 seeds (21 minutes on two cores, measured: 1,008 runs).
+  ablation at 3 seeds (8 minutes on two cores, measured: 1,008 runs).
 * ``paper``: ``full`` plus Table 1 at the paper's scale for every task whose data and hardware
   this machine has; the others are listed in :attr:`Plan.missing`, with what they need.
 """
