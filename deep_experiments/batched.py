@@ -199,12 +199,18 @@ class _Optimiser:
             self.exp_avgs = [torch.zeros_like(p) for p in params]
             self.exp_avg_sqs = [torch.zeros_like(p) for p in params]
 
-    def step(self, grads: list[torch.Tensor], active: torch.Tensor | None) -> None:
-        """Step the clients in ``active`` (row indices; None: all of them). Every active client
-        takes its (self.steps + 1)-th step: clients start together and only ever drop out."""
+    def step(self, grads: list[torch.Tensor], active: torch.Tensor | int | None) -> None:
+        """Step the clients in ``active``: row indices, a number k for the first k rows, or None
+        for all of them. Every active client takes its (self.steps + 1)-th step: clients start
+        together and only ever drop out."""
         self.steps += 1
         t = self.train
-        rows = (lambda x: x) if active is None else (lambda x: x[active])
+        if isinstance(active, int):  # a prefix: views, updated in place, nothing to write back
+            k = active
+            rows, where, prefix = (lambda x: x[:k]), slice(0, k), True
+        else:
+            rows = (lambda x: x) if active is None else (lambda x: x[active])
+            where, prefix = active, False
         params = [rows(p) for p in self.params]
         grads = [rows(g) for g in grads]
         if self.kind == "sgd":
@@ -213,21 +219,22 @@ class _Optimiser:
             for i, b in enumerate(buffers):
                 if b is None:  # no momentum
                     continue
-                if active is None:
+                if where is None:
                     self.buffers[i] = b
-                else:
-                    if self.buffers[i] is None:  # first step: clients without any batch keep a zero buffer
-                        self.buffers[i] = torch.zeros_like(self.params[i])
-                    self.buffers[i][active] = b
+                elif self.buffers[i] is None:  # first step: clients without any batch keep a zero buffer
+                    self.buffers[i] = torch.zeros_like(self.params[i])
+                    self.buffers[i][where] = b
+                elif not prefix:
+                    self.buffers[i][where] = b
         else:
             m, v = [rows(x) for x in self.exp_avgs], [rows(x) for x in self.exp_avg_sqs]
             adam_step(params, grads, m, v, self.steps, lr=t["lr"], weight_decay=t["weight_decay"])
-            if active is not None:
+            if where is not None and not prefix:
                 for full, part in zip(self.exp_avgs + self.exp_avg_sqs, m + v, strict=True):
-                    full[active] = part
-        if active is not None:
+                    full[where] = part
+        if where is not None and not prefix:
             for full, part in zip(self.params, params, strict=True):
-                full[active] = part
+                full[where] = part
 
 
 # ------------------------------------------------------------------------------- round data
@@ -255,13 +262,18 @@ class _Batches:
     """Every client's batches of the round, in the sequential path's order and draws."""
 
     def __init__(self, task: FederatedTask, jobs: Sequence[ClientJob], train: dict, device: torch.device, pool):
+        """Draw every batch of ``jobs``. The clients are then held in :attr:`order`: by number
+        of batches, most first, so that the clients still training at any step are the first
+        ones (views, nothing gathered or scattered); row i belongs to ``jobs[order[i]]``."""
         self.device, self._pool = device, pool
         bs, epochs = train["batch_size"], train["local_epochs"]
         self.indexed = task.prepare is identity_prepare and all(_index_based(job.attack) for job in jobs)
         if self.indexed:  # tabular: gather every batch of the round with one indexing
             self._gather_plan(task, jobs, bs, epochs)
         else:  # prepared per batch: augmentation draws interleave with the batch draws
-            self.lists = [self._prepared(task, job, bs, epochs) for job in jobs]
+            lists = [self._prepared(task, job, bs, epochs) for job in jobs]
+            self.order = sorted(range(len(jobs)), key=lambda j: -len(lists[j]))
+            self.lists = [lists[j] for j in self.order]
             self.table = [[len(y) for _, y in batches] for batches in self.lists]
         # per client: the size of each of its batches (its length: the client's number of steps)
         self.counts = [len(sizes) for sizes in self.table]
@@ -297,11 +309,14 @@ class _Batches:
                         sizes.append(len(b))
             self.table.append(sizes)
         steps = max(map(len, self.table), default=0)
+        self.order = sorted(range(len(jobs)), key=lambda j: -len(self.table[j]))
+        row_of = np.empty(len(jobs), dtype=np.int64)
+        row_of[self.order] = np.arange(len(jobs))
         lengths = np.array([size for sizes in self.table for size in sizes], dtype=np.int64)
         width = int(lengths.max()) if len(lengths) else 0
-        # where each index of each batch goes in the (step, client, slot) grid
+        # where each index of each batch goes in the (step, client row, slot) grid
         step_of = np.concatenate([np.arange(len(sizes)) for sizes in self.table]) if len(lengths) else lengths
-        client_of = np.repeat(np.arange(len(jobs)), [len(sizes) for sizes in self.table])
+        client_of = np.repeat(row_of, [len(sizes) for sizes in self.table])
         slot = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         index = torch.zeros(steps, len(jobs), width, dtype=torch.long)
         if len(lengths):
@@ -313,14 +328,21 @@ class _Batches:
         self.inputs = pool_x.index_select(0, flat).view(*index.shape, *pool_x.shape[1:])
         self.labels = pool_y.index_select(0, flat).view(index.shape)
         self.weight = (torch.arange(width)[None, None, :] < sizes[:, :, None]).to(self.device, torch.float32)
+        self.table = [self.table[j] for j in self.order]
 
-    def batch(self, t: int, clients: list[int], rows: torch.Tensor | None):
+    def batch(self, t: int, clients: list[int], rows: torch.Tensor | int | None):
         """(inputs, labels, weight) of the clients' t-th batches, stacked: padded to the widest
-        with weight 0 on the padding, weight None when none is padded."""
+        with weight 0 on the padding, weight None when none is padded. ``rows``: the clients as
+        row indices, or k for the first k clients (views), or None for all."""
         sizes = [self.table[n][t] for n in clients]
         width = max(sizes)
         if self.indexed:
-            pick = (lambda x: x[t]) if rows is None else (lambda x: x[t].index_select(0, rows))
+            if rows is None:
+                pick = lambda x: x[t]  # noqa: E731
+            elif isinstance(rows, int):
+                pick = lambda x: x[t, :rows]  # noqa: E731
+            else:
+                pick = lambda x: x[t].index_select(0, rows)  # noqa: E731
             inputs, labels = pick(self.inputs)[:, :width], pick(self.labels)[:, :width]
             weight = None if min(sizes) == width else pick(self.weight)[:, :width]
             return inputs, labels, weight
@@ -435,6 +457,8 @@ class BatchedTrainer:
         params = {k: params[k].requires_grad_(True) for k in self.layout.names}
         buffers = {k: b.detach().unsqueeze(0).repeat(n, *[1] * b.ndim) for k, b in global_model.named_buffers()}
         data = _Batches(task, jobs, train, self.device, self._pooled)
+        order = data.order  # row i trains jobs[order[i]]; the active rows are always the first ones
+        jobs = [jobs[j] for j in order]
         plist = list(params.values())
         opt = _Optimiser(train, plist)
         stepping = [j for j, job in enumerate(jobs) if job.attack is not None and self._steps(job.attack)]
@@ -444,14 +468,17 @@ class BatchedTrainer:
                 self._backward(params, buffers, frozen, data, group, t, n)
             grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in plist]  # None: unused
             with torch.no_grad():
-                opt.step(grads, None if len(active) == n else torch.tensor(active, device=self.device))
+                opt.step(grads, None if len(active) == n else len(active))
             for p in plist:
                 p.grad = None
             for j in stepping:
                 if data.counts[j] > t:
                     self._after_step(params, j, jobs[j])
         flat = torch.cat([self._outward(k, params[k].detach()).reshape(n, -1) for k in self.layout.names], dim=1)
-        return flat, buffers
+        back = torch.empty(n, dtype=torch.long)
+        back[torch.tensor(order, dtype=torch.long)] = torch.arange(n)  # row of each client as given
+        back = back.to(flat.device)
+        return flat.index_select(0, back), {k: v.index_select(0, back) for k, v in buffers.items()}
 
     def _inward(self, name: str, value: torch.Tensor) -> torch.Tensor:
         """A parameter's value (layout shape) in the trainer's storage."""
@@ -479,10 +506,18 @@ class BatchedTrainer:
         """Forward and backward pass of the clients in ``group`` on their t-th batches; the
         gradients accumulate in the parameters' ``.grad`` (rows of other clients stay zero)."""
         whole = len(group) == n
-        idx = None if whole else torch.tensor(group, device=self.device)
-        rows = params if whole else {k: v.index_select(0, idx) for k, v in params.items()}
-        sub_buffers = buffers if whole else {k: v.index_select(0, idx) for k, v in buffers.items()}
-        inputs, labels, weight = data.batch(t, group, None if whole else idx.to(data_device(data)))
+        prefix = not whole and group[-1] == len(group) - 1  # the first k clients: views, no copies
+        if whole or prefix:
+            k = n if whole else len(group)
+            rows = {name: v[:k] for name, v in params.items()} if prefix else params
+            sub_buffers = {name: v[:k] for name, v in buffers.items()} if prefix else buffers
+            inputs, labels, weight = data.batch(t, group, k if prefix else None)
+            idx = None
+        else:
+            idx = torch.tensor(group, device=self.device)
+            rows = {name: v.index_select(0, idx) for name, v in params.items()}
+            sub_buffers = {name: v.index_select(0, idx) for name, v in buffers.items()}
+            inputs, labels, weight = data.batch(t, group, idx.to(data_device(data)))
         with self._autocast():
             logits = self._forward(rows, sub_buffers, frozen, inputs)
         logits, targets = logits.float().flatten(0, 1), labels.flatten()
@@ -492,7 +527,7 @@ class BatchedTrainer:
             losses = nn.functional.cross_entropy(logits, targets, reduction="none").view(labels.shape)
             total = ((losses * weight).sum(1) / weight.sum(1)).sum()
         total.backward()
-        if not whole:
+        if idx is not None:  # buffers of a gathered group were copies: write them back
             with torch.no_grad():
                 for k, v in sub_buffers.items():
                     buffers[k][idx] = v

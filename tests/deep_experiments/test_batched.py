@@ -336,15 +336,19 @@ def test_the_gathered_round_holds_exactly_each_clients_sequential_batches(sizes,
         torch.cat([task.train.labels, task.backdoor_train.labels]),
     )
     data = _Batches(task, jobs, cfg["train"], torch.device("cpu"), lambda _: pool)
-    assert data.indexed
+    assert data.indexed and sorted(data.order) == list(range(len(jobs)))
+    assert data.counts == sorted(data.counts, reverse=True)  # most batches first: active rows lead
     for c, idx in enumerate(task.clients):
+        row = data.order.index(c)
         gen = torch.Generator().manual_seed(c)
         expected = [b for _ in range(epochs) for b in clean_batches(task, idx, batch_size, gen, k_bd if c % 2 else 0)]
-        assert data.counts[c] == len(expected)
+        assert data.counts[row] == len(expected)
         for t, b in enumerate(expected):
             active = [j for j in range(len(jobs)) if data.counts[j] > t]
-            inputs, labels, weight = data.batch(t, active, None if len(active) == len(jobs) else torch.tensor(active))
-            i = active.index(c)
+            assert active == list(range(len(active)))
+            rows = len(active) if t % 2 else torch.tensor(active)  # both ways of naming the rows
+            inputs, labels, weight = data.batch(t, active, None if len(active) == len(jobs) else rows)
+            i = active.index(row)
             assert torch.equal(inputs[i, : len(b)], b.inputs) and torch.equal(labels[i, : len(b)], b.labels)
             if weight is not None:
                 assert weight[i].sum() == len(b) and (weight[i, : len(b)] == 1).all()
