@@ -100,7 +100,9 @@ def test_median_matches_numpy(x, target):
 def test_fedavg_weighted_mean(x, w):
     w = np.array(w[: x.shape[0]])
     assume(w.sum() > 0)
-    close(ia.make("fedavg")(x, weights=w), np.average(x, axis=0, weights=w), x)
+    # the oracle scales the weights to a maximum of 1 first (the weighted mean is the same): numpy's
+    # own sum of w * x underflows for subnormal weights (w = 5e-324 on one row gave 0, not the row)
+    close(ia.make("fedavg")(x, weights=w), np.average(x, axis=0, weights=w / w.max()), x)
 
 
 @given(x=stacks(), lr=st.sampled_from([1e-3, 0.5, 2.0]))
