@@ -61,6 +61,7 @@ from torch.func import functional_call, vmap
 import invariant_aggregator as ia
 
 from .attacks import Attack, BatchIndices, ClientContext, clean_batches, epoch_order
+from .config import CLIENT_TRAINING
 from .errors import ExperimentError
 from .models import MLP
 from .samples import FederatedTask, identity_prepare
@@ -75,7 +76,6 @@ __all__ = [
     "adam_step",
 ]
 
-CLIENT_TRAINING = ("auto", "sequential", "batched")
 _SEQUENTIAL_ONLY = (nn.RNNBase, nn.RNNCellBase)
 _RANDOM = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 
@@ -199,42 +199,25 @@ class _Optimiser:
             self.exp_avgs = [torch.zeros_like(p) for p in params]
             self.exp_avg_sqs = [torch.zeros_like(p) for p in params]
 
-    def step(self, grads: list[torch.Tensor], active: torch.Tensor | int | None) -> None:
-        """Step the clients in ``active``: row indices, a number k for the first k rows, or None
-        for all of them. Every active client takes its (self.steps + 1)-th step: clients start
-        together and only ever drop out."""
+    def step(self, grads: list[torch.Tensor], k: int) -> None:
+        """Step the first ``k`` clients (the trainer keeps the ones still training first). They
+        take their (self.steps + 1)-th step: clients start together and only ever drop out. The
+        rows are views, so the updates land in place."""
         self.steps += 1
         t = self.train
-        if isinstance(active, int):  # a prefix: views, updated in place, nothing to write back
-            k = active
-            rows, where, prefix = (lambda x: x[:k]), slice(0, k), True
-        else:
-            rows = (lambda x: x) if active is None else (lambda x: x[active])
-            where, prefix = active, False
-        params = [rows(p) for p in self.params]
-        grads = [rows(g) for g in grads]
+        params = [p[:k] for p in self.params]
+        grads = [g[:k] for g in grads]
         if self.kind == "sgd":
-            buffers = [None if b is None else rows(b) for b in self.buffers]
+            buffers = [None if b is None else b[:k] for b in self.buffers]
             sgd_step(params, grads, buffers, lr=t["lr"], momentum=t["momentum"], weight_decay=t["weight_decay"])
             for i, b in enumerate(buffers):
-                if b is None:  # no momentum
-                    continue
-                if where is None:
-                    self.buffers[i] = b
-                elif self.buffers[i] is None:  # first step: clients without any batch keep a zero buffer
+                if b is not None and self.buffers[i] is None:  # the first step (momentum > 0)
+                    # clients without any batch keep a zero buffer (they never step)
                     self.buffers[i] = torch.zeros_like(self.params[i])
-                    self.buffers[i][where] = b
-                elif not prefix:
-                    self.buffers[i][where] = b
+                    self.buffers[i][:k] = b
         else:
-            m, v = [rows(x) for x in self.exp_avgs], [rows(x) for x in self.exp_avg_sqs]
+            m, v = [x[:k] for x in self.exp_avgs], [x[:k] for x in self.exp_avg_sqs]
             adam_step(params, grads, m, v, self.steps, lr=t["lr"], weight_decay=t["weight_decay"])
-            if where is not None and not prefix:
-                for full, part in zip(self.exp_avgs + self.exp_avg_sqs, m + v, strict=True):
-                    full[where] = part
-        if where is not None and not prefix:
-            for full, part in zip(self.params, params, strict=True):
-                full[where] = part
 
 
 # ------------------------------------------------------------------------------- round data
@@ -330,16 +313,19 @@ class _Batches:
         self.weight = (torch.arange(width)[None, None, :] < sizes[:, :, None]).to(self.device, torch.float32)
         self.table = [self.table[j] for j in self.order]
 
-    def batch(self, t: int, clients: list[int], rows: torch.Tensor | int | None):
+    @property
+    def rows_device(self) -> torch.device:
+        """Where index tensors into the gathered round must live."""
+        return self.inputs.device if self.indexed else self.device
+
+    def batch(self, t: int, clients: list[int], rows: torch.Tensor | int):
         """(inputs, labels, weight) of the clients' t-th batches, stacked: padded to the widest
-        with weight 0 on the padding, weight None when none is padded. ``rows``: the clients as
-        row indices, or k for the first k clients (views), or None for all."""
+        with weight 0 on the padding, weight None when none is padded. ``rows``: k for the
+        first k clients (views), or the clients' row indices."""
         sizes = [self.table[n][t] for n in clients]
         width = max(sizes)
         if self.indexed:
-            if rows is None:
-                pick = lambda x: x[t]  # noqa: E731
-            elif isinstance(rows, int):
+            if isinstance(rows, int):
                 pick = lambda x: x[t, :rows]  # noqa: E731
             else:
                 pick = lambda x: x[t].index_select(0, rows)  # noqa: E731
@@ -405,7 +391,14 @@ class BatchedTrainer:
     tensor during the round, a row per client (the MLP's weights stored transposed); the
     trained rows come back as one (N, d) stack in the layout's order."""
 
-    def __init__(self, model: nn.Module, layout: ia.ParameterLayout, cfg: dict, device: torch.device):
+    def __init__(
+        self,
+        model: nn.Module,
+        layout: ia.ParameterLayout,
+        cfg: dict,
+        device: torch.device,
+        worker: nn.Module | None = None,
+    ):
         reason = unsupported_reason(model)
         if reason is not None:
             raise ExperimentError(f"the model cannot be trained batched: {reason}")
@@ -413,11 +406,11 @@ class BatchedTrainer:
         self.template = copy.deepcopy(model).to("meta")  # structure only: functional_call swaps in tensors
         self.template.train()
         self.mode = "group" if _has_batch_statistics(model) else "mask"
-        self.worker = copy.deepcopy(model)  # where an attack's after_step sees one client's model
+        # where an attack's after_step sees one client's model (the run's own worker, if given)
+        self.worker = copy.deepcopy(model) if worker is None else worker
         self._stacked = _mlp_forward(model) if isinstance(model, MLP) else None
         # parameters the stacked forward keeps transposed (last two axes swapped)
         self._transposed = {n for n in layout.names if n.endswith(".weight")} if self._stacked is not None else set()
-        self._acts: dict[int, bool] = {}
         self._pool_cache = None
 
     def _pooled(self, task: FederatedTask) -> tuple[torch.Tensor, torch.Tensor]:
@@ -453,22 +446,24 @@ class BatchedTrainer:
         # one contiguous (N, *shape) leaf per parameter: views of one (N, d) tensor would be strided
         # and cost a copy per matrix product
         own = dict(global_model.named_parameters())
-        params = {k: self._inward(k, own[k].detach()).unsqueeze(0).repeat(n, *[1] * own[k].ndim) for k in names}
-        params = {k: params[k].requires_grad_(True) for k in self.layout.names}
+        params = {
+            k: self._inward(k, own[k].detach()).unsqueeze(0).repeat(n, *[1] * own[k].ndim).requires_grad_(True)
+            for k in self.layout.names
+        }
         buffers = {k: b.detach().unsqueeze(0).repeat(n, *[1] * b.ndim) for k, b in global_model.named_buffers()}
         data = _Batches(task, jobs, train, self.device, self._pooled)
         order = data.order  # row i trains jobs[order[i]]; the active rows are always the first ones
         jobs = [jobs[j] for j in order]
         plist = list(params.values())
         opt = _Optimiser(train, plist)
-        stepping = [j for j, job in enumerate(jobs) if job.attack is not None and self._steps(job.attack)]
+        stepping = [j for j, job in enumerate(jobs) if job.attack is not None and _acts_after_step(job.attack)]
         for t in range(max(data.counts, default=0)):
             active = [j for j, count in enumerate(data.counts) if count > t]
             for group in self._groups(data, active, t):
-                self._backward(params, buffers, frozen, data, group, t, n)
+                self._backward(params, buffers, frozen, data, group, t)
             grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in plist]  # None: unused
             with torch.no_grad():
-                opt.step(grads, None if len(active) == n else len(active))
+                opt.step(grads, len(active))
             for p in plist:
                 p.grad = None
             for j in stepping:
@@ -488,12 +483,6 @@ class BatchedTrainer:
         """A stored parameter back in the layout's shape (the inverse of :meth:`_inward`)."""
         return value.transpose(-1, -2) if name in self._transposed else value
 
-    def _steps(self, attack: Attack) -> bool:
-        key = id(attack)
-        if key not in self._acts:
-            self._acts[key] = _acts_after_step(attack)
-        return self._acts[key]
-
     def _groups(self, data: _Batches, active: list[int], t: int) -> list[list[int]]:
         if self.mode == "mask":
             return [active]
@@ -502,22 +491,20 @@ class BatchedTrainer:
             by_size.setdefault(data.table[j][t], []).append(j)
         return list(by_size.values())
 
-    def _backward(self, params, buffers, frozen, data: _Batches, group: list[int], t: int, n: int) -> None:
+    def _backward(self, params, buffers, frozen, data: _Batches, group: list[int], t: int) -> None:
         """Forward and backward pass of the clients in ``group`` on their t-th batches; the
         gradients accumulate in the parameters' ``.grad`` (rows of other clients stay zero)."""
-        whole = len(group) == n
-        prefix = not whole and group[-1] == len(group) - 1  # the first k clients: views, no copies
-        if whole or prefix:
-            k = n if whole else len(group)
-            rows = {name: v[:k] for name, v in params.items()} if prefix else params
-            sub_buffers = {name: v[:k] for name, v in buffers.items()} if prefix else buffers
-            inputs, labels, weight = data.batch(t, group, k if prefix else None)
-            idx = None
-        else:
+        if group == list(range(len(group))):  # the first k clients: views, nothing copied
+            k, idx = len(group), None
+            whole = k == len(next(iter(params.values())))  # no slice: its backward would copy each gradient
+            rows = params if whole else {name: v[:k] for name, v in params.items()}
+            sub_buffers = buffers if whole else {name: v[:k] for name, v in buffers.items()}
+            inputs, labels, weight = data.batch(t, group, k)
+        else:  # a group of one batch size (BatchNorm models): gathered, buffers written back below
             idx = torch.tensor(group, device=self.device)
             rows = {name: v.index_select(0, idx) for name, v in params.items()}
             sub_buffers = {name: v.index_select(0, idx) for name, v in buffers.items()}
-            inputs, labels, weight = data.batch(t, group, idx.to(data_device(data)))
+            inputs, labels, weight = data.batch(t, group, idx.to(data.rows_device))
         with self._autocast():
             logits = self._forward(rows, sub_buffers, frozen, inputs)
         logits, targets = logits.float().flatten(0, 1), labels.flatten()
@@ -542,10 +529,6 @@ class BatchedTrainer:
         if not torch.equal(changed, flat):
             for k, v in self.layout.unflatten(changed).items():
                 params[k][j] = self._inward(k, v)
-
-
-def data_device(data: _Batches) -> torch.device:
-    return data.inputs.device if data.indexed else data.device
 
 
 def _acts_after_step(attack: Attack) -> bool:

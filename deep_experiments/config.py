@@ -177,6 +177,7 @@ RANGES: dict[str, tuple] = {
     "model.layers": (1, None),
     "model.width": (1, None),
 }
+CLIENT_TRAINING = ("auto", "sequential", "batched")  # runtime.client_training (deep_experiments/batched.py)
 CLASSES = {"cifar10": 10, "twitter": 2, "phishing": 2, "spambase": 2}
 
 
@@ -206,7 +207,7 @@ def check_ranges(cfg: dict) -> None:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not _in_range(v, low, high):
                 raise ExperimentError(f"setting {path!r} must lie in {_interval(low, high)}, got {value!r}")
     training = cfg.get("runtime", {}).get("client_training", "auto")
-    if training not in ("auto", "sequential", "batched"):
+    if training not in CLIENT_TRAINING:
         raise ExperimentError(
             f"setting 'runtime.client_training' must be 'auto', 'sequential' or 'batched', got {training!r}"
         )

@@ -214,7 +214,9 @@ class Run:
             cfg["runtime"].get("client_training", "auto"), self.model, self.device
         )
         self.trainer = (
-            BatchedTrainer(self.model, self.layout, cfg, self.device) if self.client_training == "batched" else None
+            BatchedTrainer(self.model, self.layout, cfg, self.device, worker=self.worker)
+            if self.client_training == "batched"
+            else None
         )
         n_clients = len(self.task.clients)
         if fed["clients_per_round"] > n_clients:
@@ -319,7 +321,6 @@ class Run:
         anchor = self.layout.flatten(self.model)
         updates = torch.empty(len(clients), anchor.numel(), device=dev, dtype=anchor.dtype)
         buffers = []
-        global_state = self.model.state_dict()
         self.attack.observe(RoundView(r, anchor, tuple(clients), tuple(c for c in clients if c in self.malicious)))
         jobs = []
         for c in clients:
@@ -338,6 +339,7 @@ class Run:
             if fed["buffers"] == "mean":
                 buffers = [{n: b[j] for n, b in client_buffers.items()} for j in range(len(clients))]
         else:
+            global_state = self.model.state_dict()
             for j, job in enumerate(jobs):
                 self.worker.load_state_dict(global_state)
                 local_train(
