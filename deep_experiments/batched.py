@@ -265,8 +265,11 @@ class _Batches:
     def _prepared(task, job, bs, epochs):
         out = []
         for _ in range(epochs):
-            source = job.attack.batches if job.attack is not None else clean_batches
-            for batch in source(task, job.indices, bs, job.generator):
+            if job.attack is not None:
+                epoch = job.attack.batches(task, job.indices, bs, job.generator, job.ctx)
+            else:
+                epoch = clean_batches(task, job.indices, bs, job.generator)
+            for batch in epoch:
                 inputs = task.prepare(batch.inputs, augment=True, generator=job.generator)
                 if not isinstance(inputs, torch.Tensor):
                     raise ExperimentError(
@@ -287,7 +290,7 @@ class _Batches:
                     pieces.append(order)
                     sizes += [bs] * (len(order) // bs) + ([len(order) % bs] if len(order) % bs else [])
                 else:
-                    for b in job.attack.batch_indices(task, job.indices, bs, job.generator):
+                    for b in job.attack.batch_indices(task, job.indices, bs, job.generator, job.ctx):
                         pieces.append(_pool_rows(b, offset))
                         sizes.append(len(b))
             self.table.append(sizes)

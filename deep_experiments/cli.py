@@ -22,6 +22,8 @@ EPILOG = """examples:
   python -m deep_experiments run cifar10 --scale paper --data ~/data --defence krum --out runs/c10-krum
   python -m deep_experiments table1 phishing --seeds 0 1 2 --out runs/table1-phishing
   python -m deep_experiments study sensitivity spambase --out runs/tau-alpha-spambase
+  python -m deep_experiments study attacks phishing --out runs/attacks-phishing   # every defence x attack
+  python -m deep_experiments run spambase --defence invariant --set attack.evasion=mask_aware --out runs/adaptive
   python -m deep_experiments config cifar10 --scale paper > my.toml   # copy, edit, --config my.toml
 """
 
@@ -87,6 +89,13 @@ def cmd_study(args) -> int:
     seeds = args.seeds or (range(5) if MODALITY[args.task] == "tabular" else range(3))
     log = (lambda line: print(line, flush=True)) if not args.no_progress else (lambda line: None)
     options = {"data": args.data, "download": args.download, "device": args.device}
+    if args.kind == "attacks":
+        from . import attack_matrix
+
+        seeds = args.seeds or range(3)
+        rows = attack_matrix.run_matrix(base, out=args.out, seeds=seeds, log=log, restart=args.restart, **options)
+        print(attack_matrix.to_markdown(rows))
+        return 0
     if args.kind == "mechanism":
         rows = studies.mechanism(base, out=args.out, seeds=seeds, log=log, restart=args.restart, **options)
         print(diagnostics.mechanism_markdown(rows))
@@ -150,11 +159,14 @@ def parser() -> argparse.ArgumentParser:
     t1.set_defaults(func=cmd_table1)
     sd = sub.add_parser(
         "study",
-        help="Appendix D at small scale: the tau x alpha sensitivity, the D.2 ablation, or the mask's mechanism",
+        help="Appendix D at small scale: the tau x alpha sensitivity, the D.2 ablation, or the mask's mechanism; "
+        "or the attack x defence matrix (attacks)",
     )
-    sd.add_argument("kind", choices=("sensitivity", "ablation", "mechanism"))
+    sd.add_argument("kind", choices=("sensitivity", "ablation", "mechanism", "attacks"))
     _common(sd)
-    sd.add_argument("--seeds", type=int, nargs="+", help="default: 0..4 for the tabular tasks, 0 1 2 otherwise")
+    sd.add_argument(
+        "--seeds", type=int, nargs="+", help="default: 0..4 for the tabular tasks, 0 1 2 otherwise (attacks: 0 1 2)"
+    )
     sd.add_argument("--out", required=True)
     sd.set_defaults(func=cmd_study)
     tb = sub.add_parser("table", help="mean ± SE table from finished runs")

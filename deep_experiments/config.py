@@ -157,6 +157,16 @@ RANGES: dict[str, tuple] = {
     "attack.scale": ((0,), None),
     "attack.pgd_eps": (0, None),
     "attack.pattern_size": (1, None),
+    "attack.alie_z": (0, None),  # 0: Baruch et al.'s z_max
+    "attack.neurotoxin_keep": ((0,), 1),
+    "attack.adaptive_tau": (0, 1),
+    "attack.adaptive_alpha": (0, (0.5,)),
+    "attack.noise_std": (0, None),
+    "attack.ipm_eps": (0, None),
+    "attack.dba_parts": (1, None),
+    "attack.start_round": (1, None),
+    "attack.end_round": (0, None),  # 0: the last round
+    "attack.every": (1, None),
     "runtime.checkpoint_every": (1, None),
     "data.test_fraction": ((0,), (1,)),
     "data.dirichlet_alpha": (0, None),  # 0: an IID split
@@ -212,6 +222,7 @@ def check_ranges(cfg: dict) -> None:
             f"setting 'runtime.client_training' must be 'auto', 'sequential' or 'batched', got {training!r}"
         )
     fed, attack = cfg.get("federation", {}), cfg.get("attack", {})
+    _check_attack(attack, fed)
     if fed.get("clients_per_round", 0) > fed.get("n_clients", math.inf):
         raise ExperimentError(
             f"federation.clients_per_round = {fed['clients_per_round']} exceeds federation.n_clients = "
@@ -231,6 +242,36 @@ def check_ranges(cfg: dict) -> None:
                 f"data.trigger_feature = {data['trigger_feature']} ({data['trigger_index_base']}-based) is not one "
                 f"of the data.n_features = {data['n_features']} columns"
             )
+
+
+def _check_attack(attack: dict, fed: dict) -> None:
+    """The attack's choices and schedule (attacks.build_attack repeats the choices for an
+    attack built from a dictionary of its own)."""
+    from .attacks import EVASIONS, KNOWLEDGE, POISONINGS, UNTARGETED
+
+    for key, choices in (("kind", tuple(POISONINGS)), ("evasion", EVASIONS), ("knowledge", KNOWLEDGE)):
+        if key in attack and attack[key] not in choices:
+            raise ExperimentError(
+                f"setting 'attack.{key}' must be one of {', '.join(map(repr, choices))}, got {attack[key]!r}"
+            )
+    if attack.get("evasion", "none") != "none" and attack.get("kind") in UNTARGETED:
+        raise ExperimentError(
+            f"attack.evasion = {attack['evasion']!r} shapes a backdoor; attack.kind = {attack['kind']!r} is "
+            f"untargeted: set attack.evasion = 'none', or a backdoor kind"
+        )
+    if attack.get("kind") == "dba" and attack.get("dba_parts", 1) > attack.get("pattern_size", 3) ** 2:
+        raise ExperimentError(
+            f"attack.dba_parts = {attack['dba_parts']}: the {attack['pattern_size']}x{attack['pattern_size']} pixel "
+            f"pattern has only {attack['pattern_size'] ** 2} cells to share; lower it or raise attack.pattern_size"
+        )
+    start, end = attack.get("start_round", 1), attack.get("end_round", 0)
+    if end and end < start:
+        raise ExperimentError(f"attack.end_round = {end} is before attack.start_round = {start}; set end_round >= it")
+    if fed.get("malicious_fraction", 0) > 0 and start > fed.get("rounds", math.inf):
+        raise ExperimentError(
+            f"attack.start_round = {start} is after the last round (federation.rounds = {fed['rounds']}): the "
+            f"attackers would never attack; lower it, or set federation.malicious_fraction = 0 for no attack"
+        )
 
 
 def validate(cfg: dict, schema: dict) -> dict:

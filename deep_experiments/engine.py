@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 import invariant_aggregator as ia
 
 from . import diagnostics, results
-from .attacks import Attack, ClientContext, RoundView, build_attack, clean_batches
+from .attacks import Attack, ClientContext, RoundUpdates, RoundView, build_attack, clean_batches
 from .batched import BatchedTrainer, ClientJob, resolve_client_training
 from .config import fingerprint
 from .defences import build_rule
@@ -67,6 +67,22 @@ def last_window_means(evaluated: list[dict], rounds: int) -> dict:
         "acc_b_last10": float(np.mean([rec["acc_b"] for rec in window])),
         "last10_window": [start, rounds],
         "last10_evaluations": len(window),
+    }
+
+
+def durability(evaluated: list[dict], stop: int) -> dict:
+    """How the backdoor outlives the attack that ended after round ``stop``: Acc_B then, at every
+    evaluation after it, at the end, and the rounds until it first fell to half its value at the
+    stop (None: it never did)."""
+    at_stop = next(rec["acc_b"] for rec in evaluated if rec["round"] == stop)
+    after = [[rec["round"], rec["acc_b"]] for rec in evaluated if rec["round"] > stop]
+    halved = next((r - stop for r, acc_b in after if acc_b <= at_stop / 2), None) if at_stop > 0 else 0
+    return {
+        "stopped_after": stop,
+        "acc_b_at_stop": at_stop,
+        "acc_b_final": after[-1][1] if after else at_stop,
+        "rounds_to_half": halved,
+        "acc_b_after": after,
     }
 
 
@@ -113,7 +129,10 @@ def local_train(
     opt = _optimizer([p for p in model.parameters() if p.requires_grad], train)
     loss_fn = nn.CrossEntropyLoss()
     for _ in range(train["local_epochs"]):
-        epoch = (attack.batches if attack is not None else clean_batches)(task, indices, train["batch_size"], generator)
+        if attack is not None:
+            epoch = attack.batches(task, indices, train["batch_size"], generator, ctx)
+        else:
+            epoch = clean_batches(task, indices, train["batch_size"], generator)
         for batch in epoch:
             inputs = task.prepare(batch.inputs, augment=True, generator=generator)
             with _autocast(device, train["amp"]):
@@ -226,7 +245,9 @@ class Run:
         n_mal = round(fed["malicious_fraction"] * n_clients)
         self._dry_run(fed["clients_per_round"])
         self.malicious = set(np.random.default_rng([self.seed, 2]).choice(n_clients, n_mal, replace=False).tolist())
+        self.malicious_rank = {c: k for k, c in enumerate(sorted(self.malicious))}
         self.round, self.records, self.timing = 0, [], dict.fromkeys(PHASES, 0.0)
+        self.last_update: torch.Tensor | None = None  # w_{r-1} - w_r, for attacks that watch it
         if saved is not None:
             # checkpoints written before batched training existed were trained sequentially
             was = saved.get("client_training", "sequential")
@@ -240,6 +261,7 @@ class Run:
             if isinstance(self.rule, ia.StatefulRule):
                 self.rule.load_state_dict(saved["rule"])
             self.round, self.records, self.timing = saved["round"], saved["records"], saved["timing"]
+            self.last_update = saved.get("last_update")
 
     def _trigger_coordinates(self) -> torch.Tensor:
         if "trigger_column" not in self.task.info:
@@ -303,6 +325,8 @@ class Run:
             "timing": self.timing,
             "client_training": self.client_training,
         }
+        if self.attack.needs_last_update:  # what the attack saw: a resumed run replays it exactly
+            state["last_update"] = self.last_update
         ia.write_atomic(results.run_file(self.out, CHECKPOINT), lambda fh: torch.save(state, fh))
         results.write_records(self.out, self.records)
 
@@ -321,39 +345,57 @@ class Run:
         anchor = self.layout.flatten(self.model)
         updates = torch.empty(len(clients), anchor.numel(), device=dev, dtype=anchor.dtype)
         buffers = []
-        self.attack.observe(RoundView(r, anchor, tuple(clients), tuple(c for c in clients if c in self.malicious)))
+        attacking = self.attack.schedule.active(r)
+        in_round = tuple(c for c in clients if c in self.malicious)
+        self.attack.observe(RoundView(r, anchor, tuple(clients), in_round, self.last_update, attacking))
         jobs = []
         for c in clients:
-            attack = self.attack if c in self.malicious else None
+            attack = self.attack if attacking and c in self.malicious else None
             jobs.append(
                 ClientJob(
                     self.task.clients[c],
                     torch.Generator().manual_seed(_seed_of(self.seed, 4, r, c)),
                     attack,
-                    ClientContext(r, c, self.layout, anchor) if attack is not None else None,
+                    ClientContext(r, c, self.layout, anchor, self.malicious_rank[c], self.seed)
+                    if attack is not None
+                    else None,
                 )
             )
+        # attacks that estimate the benign updates from their own data: each attacking client
+        # also trains on its clean data (own generator), for the attackers' eyes only
+        shadows = []
+        if attacking and self.attack.needs_clean_updates:
+            shadows = [
+                ClientJob(self.task.clients[c], torch.Generator().manual_seed(_seed_of(self.seed, 5, r, c)))
+                for c in in_round
+            ]
+        n = len(clients)
+        own_clean = torch.empty(len(shadows), anchor.numel(), device=dev, dtype=anchor.dtype)
         if self.trainer is not None:
-            trained, client_buffers = self.trainer.train(self.model, self.task, jobs)
-            torch.sub(anchor, trained, out=updates)
+            trained, client_buffers = self.trainer.train(self.model, self.task, jobs + shadows)
+            torch.sub(anchor, trained[:n], out=updates)
+            torch.sub(anchor, trained[n:], out=own_clean)
             if fed["buffers"] == "mean":
-                buffers = [{n: b[j] for n, b in client_buffers.items()} for j in range(len(clients))]
+                buffers = [{k: b[j] for k, b in client_buffers.items()} for j in range(n)]
         else:
             global_state = self.model.state_dict()
-            for j, job in enumerate(jobs):
+            for j, job in enumerate(jobs + shadows):
                 self.worker.load_state_dict(global_state)
                 local_train(
                     self.worker, self.task, job.indices, cfg, job.generator, device=dev, attack=job.attack, ctx=job.ctx
                 )
-                torch.sub(anchor, self.layout.flatten(self.worker), out=updates[j])
-                if fed["buffers"] == "mean":
-                    buffers.append({n: b.detach().clone() for n, b in self.worker.named_buffers()})
+                torch.sub(anchor, self.layout.flatten(self.worker), out=updates[j] if j < n else own_clean[j - n])
+                if fed["buffers"] == "mean" and j < n:
+                    buffers.append({k: b.detach().clone() for k, b in self.worker.named_buffers()})
         for j, job in enumerate(jobs):
             if job.attack is not None:
                 row = updates[j]
                 shaped = job.attack.shape_update(row, job.ctx)
                 if shaped is not row:  # no evasion returns the row itself: nothing to copy
                     row.copy_(shaped)
+        if attacking and in_round:
+            rows = torch.tensor([c in self.malicious for c in clients], device=dev)
+            self.attack.shape_round(updates, RoundUpdates(r, rows, own_clean if shadows else None))
         if not torch.isfinite(updates).all():
             raise ExperimentError(f"round {r}: a client's update has NaN/Inf (training diverged); lower train.lr")
         malicious = [c in self.malicious for c in clients]
@@ -370,19 +412,22 @@ class Run:
                 f"round {r}: defence {self.defence['name']!r} {self.defence['params']}: {exc}"
             ) from None
         self.layout.add_(self.model, aggregate, alpha=-fed["server_lr"])
+        if self.attack.needs_last_update:
+            self.last_update = aggregate.to(anchor.dtype) * fed["server_lr"]
         if buffers:
             _buffers_mean(buffers, self.model)
         _sync(dev)
         t2 = time.perf_counter()
         self.round = r
         timing = {"local_train": t1 - t0, "aggregation": t2 - t1, "evaluation": 0.0}
-        if r % fed["eval_every"] == 0 or r == fed["rounds"]:
+        stops = self.attack.schedule.end == r  # Acc_B when the attackers stop: durability's start
+        if r % fed["eval_every"] == 0 or r == fed["rounds"] or stops:
             timing["metrics"] = evaluate(self.model, self.task, cfg, dev)
             timing["evaluation"] = time.perf_counter() - t2
         for k in PHASES:
             self.timing[k] += timing[k]
         # one record per round: who took part always, the metrics on evaluation rounds
-        record = {"round": r, "malicious_in_round": sum(malicious)}
+        record = {"round": r, "malicious_in_round": sum(malicious), "attacking": attacking}
         if stats is not None:
             record["diagnostics"] = stats
         if "metrics" in timing:
@@ -425,6 +470,10 @@ class Run:
         return self.summarise()
 
     # ----------------------------------------------------------------------------- results
+    @property
+    def _measures_durability(self) -> bool:
+        return self.attack.schedule.stops_before(self.round) and self.cfg["federation"]["malicious_fraction"] > 0
+
     def describe(self) -> dict:
         return {
             "task": self.cfg["task"],
@@ -457,6 +506,7 @@ class Run:
             **last_window_means(evaluated, rounds),
             "malicious_per_round": float(np.mean([rec["malicious_in_round"] for rec in self.records])),
             **({"diagnostics": diagnostics.summarise(self.records)} if self.trigger is not None else {}),
+            **({"durability": durability(evaluated, self.attack.schedule.end)} if self._measures_durability else {}),
             "rounds": rounds,
             "seconds": self.seconds,
             "seconds_per_round": {k: self.timing[k] / rounds for k in PHASES},

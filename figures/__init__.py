@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import (
     ablation,
+    attack_matrix,
     corollary9,
     failure_modes,
     mechanism,
@@ -37,6 +38,7 @@ FIGURES = {
         sensitivity,
         ablation,
         mechanism,
+        attack_matrix,
     )
 }
 

@@ -11,7 +11,7 @@ the theory of Sections 4-5 and Appendix D.1 (:mod:`paper_checks.theory`), and th
 claims on our runs (:mod:`paper_checks.experiments`).
 """
 
-from . import experiments, headline, theory  # noqa: F401  (each registers its claims)
+from . import adaptive, experiments, headline, theory  # noqa: F401  (each registers its claims)
 from .claims import CLAIMS, Claim, Finding, register, run_all
 from .evidence import Evidence
 from .table1 import PaperTable1, paper_table1

@@ -1,7 +1,7 @@
 """Check every claim of the paper, draw every figure, write DIR/report.{html,md,json}.
 
-python -m paper_checks --quick --out DIR   # 2.5 minutes on two cores (measured, 176 runs)
-python -m paper_checks --full --out DIR    # every small-scale run: 8 minutes on two cores (measured)
+python -m paper_checks --quick --out DIR   # 4 minutes on two cores (measured, 464 runs)
+python -m paper_checks --full --out DIR    # every small-scale run: 17 minutes on two cores (measured)
 python -m paper_checks --paper --out DIR   # --full plus Table 1 at the paper's scale, where possible
 
 Finished runs are reused, so a re-run redoes only what is missing. (The command line of

@@ -29,6 +29,10 @@ class Evidence:
         """Rows of ``TASK-STAGE.table.json`` (stage: small, small-literal, sensitivity, ablation, paper)."""
         return self._json(f"{task}-{stage}.table.json")
 
+    def attacks(self, task: str) -> list[dict] | None:
+        """Rows of the attack x defence matrix (``TASK-attacks.attacks.json``)."""
+        return self._json(f"{task}-attacks.attacks.json")
+
     def mechanism(self, task: str) -> list[dict] | None:
         return self._json(f"{task}-mechanism.mechanism.json")
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from deep_experiments import attack_matrix, studies
 from deep_experiments import results as run_results
-from deep_experiments import studies
 from deep_experiments.api import run_or_reuse, table1_rows
 from invariant_aggregator import write_json_atomic
 
@@ -84,6 +84,8 @@ def finish_stage(stage: Stage, results: Path) -> None:
     with tempfile.TemporaryDirectory(dir=results, prefix=f".{stage.name}-") as tmp:
         if stage.kind == "mechanism":
             studies.mechanism_rows(folders, out=tmp)
+        elif stage.kind == "attacks":
+            attack_matrix.matrix_rows(folders, out=tmp)
         elif stage.kind in ("table1", "literal", "paper"):
             table1_rows(stage.task, folders, stage.skipped, out=tmp)
         else:

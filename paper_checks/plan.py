@@ -11,11 +11,12 @@ Levels:
 
 * ``quick``: the linear-theory quick grid; per tabular task, Table 1 (every row, 2 seeds, with
   no-attack twins), the paper-literal setting for a subset of rows, a 3 x 3 tau x alpha grid and
-  the ablation at two taus (1 seed), the mechanism diagnostic (2 seeds). 2.5 minutes on two
-  cores (measured: 176 runs); what it leaves out is listed in :attr:`Plan.left_out`.
+  the ablation at two taus (1 seed), the mechanism diagnostic (2 seeds), the attack x defence
+  matrix (``TASK-attacks.attacks.json``, :mod:`deep_experiments.attack_matrix`; 1 seed). 3 min 47 s
+  on two cores (measured: 464 runs); what it leaves out is listed in :attr:`Plan.left_out`.
 * ``full``: the linear-theory full grid and everything of ``benchmarks/tabular_studies.py``:
-  5 seeds for Table 1 at both settings and the mechanism, the whole sensitivity grid and the
-  ablation at 3 seeds (8 minutes on two cores, measured: 1,008 runs).
+  5 seeds for Table 1 at both settings and the mechanism, the whole sensitivity grid, the
+  ablation and the attack matrix at 3 seeds (16 min 54 s on two cores, measured: 1,872 runs).
 * ``paper``: ``full`` plus Table 1 at the paper's scale for every task whose data and hardware
   this machine has; the others are listed in :attr:`Plan.missing`, with what they need.
 """
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import deep_experiments as de
-from deep_experiments import studies
+from deep_experiments import attack_matrix, studies
 from deep_experiments.api import table1_runs
 from deep_experiments.defences import TABLE1_ROWS
 from deep_experiments.errors import ExperimentError
@@ -37,7 +38,7 @@ LEVELS = ("quick", "full", "paper")
 TABULAR_TASKS = ("spambase", "phishing")
 PAPER_TASKS = ("cifar10", "twitter", "phishing")  # the tasks of the paper's Table 1
 # the stages a claim can need (see paper_checks.claims.Claim.needs)
-STAGE_KINDS = ("theory", "table1", "literal", "sensitivity", "ablation", "mechanism", "paper")
+STAGE_KINDS = ("theory", "table1", "literal", "sensitivity", "ablation", "mechanism", "attacks", "paper")
 
 # The paper-literal rows of the quick plan: the reference points (FedAvg, no attack), the
 # defence under test and the two prior rules it is built from (trimmed mean) or compared with
@@ -61,6 +62,7 @@ class LevelSettings:
     ablation_taus: tuple
     study_seeds: tuple
     mechanism_seeds: tuple
+    attack_seeds: tuple  # the attack x defence matrix (deep_experiments.attack_matrix)
 
 
 LEVEL_SETTINGS = {
@@ -76,6 +78,7 @@ LEVEL_SETTINGS = {
         ablation_taus=(0.4, 0.8),
         study_seeds=(0,),
         mechanism_seeds=(0, 1),
+        attack_seeds=(0,),
     ),
     "full": LevelSettings(
         theory_grid="full",
@@ -89,6 +92,7 @@ LEVEL_SETTINGS = {
         ablation_taus=(0.4, 0.6, 0.8),
         study_seeds=(0, 1, 2),
         mechanism_seeds=tuple(range(5)),
+        attack_seeds=(0, 1, 2),
     ),
 }
 LEVEL_SETTINGS["paper"] = LEVEL_SETTINGS["full"]
@@ -277,6 +281,23 @@ def make_plan(
             stages.append(
                 Stage(name, "mechanism", task, runs_, result="mechanism.json", note=f"{len(s.mechanism_seeds)} seeds")
             )
+        if "attacks" in kinds:
+            name = f"{task}-attacks"
+            runs_ = attack_matrix.matrix_runs(
+                fair, out=_folder(runs, name, fair), seeds=s.attack_seeds, data=data.get(task)
+            )
+            stages.append(
+                Stage(
+                    name,
+                    "attacks",
+                    task,
+                    runs_,
+                    result="attacks.json",
+                    note=f"attack x defence matrix, fair setting, {len(s.attack_seeds)} seed(s)",
+                )
+            )
+            if len(s.attack_seeds) < len(full.attack_seeds):
+                left_out[name] = f"{len(s.attack_seeds)} seed(s) (--full: {len(full.attack_seeds)})"
     if level == "quick" and "table1" in kinds:
         left_out["all"] = (
             f"Table 1: {len(s.table1_seeds)} seeds per row (--full: {len(full.table1_seeds)}), no-attack twins "

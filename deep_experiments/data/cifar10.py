@@ -137,12 +137,19 @@ def preprocess(images: torch.Tensor, *, augment: bool, generator: torch.Generato
     return ((x - mean) / std).contiguous()
 
 
-def stamp_pixel_pattern(images: np.ndarray, size: int = 3, value: int = 255) -> np.ndarray:
+def stamp_pixel_pattern(images: np.ndarray, size: int = 3, value: int = 255, cells=None) -> np.ndarray:
     """The pixel-pattern trigger (Bagdasaryan et al.): a ``size`` x ``size`` checkerboard in the
-    lower-right corner of uint8 NHWC images; returns a copy."""
+    lower-right corner of uint8 NHWC images; returns a copy. ``cells``: stamp only these cells of
+    the square (flat indices, row-major; DBA's local triggers), leaving the others' pixels as
+    they were."""
     if not 1 <= size <= min(images.shape[1:3]):
         raise ExperimentError(f"pixel pattern size {size} must be in 1..{min(images.shape[1:3])}")
     out = images.copy()
     checker = (np.indices((size, size)).sum(0) % 2 == 0).astype(np.uint8) * value
-    out[:, -size:, -size:, :] = checker[..., None]
+    if cells is None:
+        out[:, -size:, -size:, :] = checker[..., None]
+        return out
+    rows, cols = np.unravel_index(np.asarray(cells, dtype=np.int64), (size, size))
+    h, w = images.shape[1:3]
+    out[:, h - size + rows, w - size + cols, :] = checker[rows, cols][None, :, None]
     return out

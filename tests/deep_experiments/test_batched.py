@@ -288,8 +288,8 @@ class _ReversedBatches(Attack):
     """An attack that makes its batches itself (not from indices): each clean batch reversed
     and relabelled 0, so the batched trainer must take its ``batches`` as they come."""
 
-    def batches(self, task, indices, batch_size, generator):
-        for batch in super().batches(task, indices, batch_size, generator):
+    def batches(self, task, indices, batch_size, generator, ctx=None):
+        for batch in super().batches(task, indices, batch_size, generator, ctx):
             yield Samples(batch.inputs.flip(0), torch.zeros_like(batch.labels))
 
 

@@ -25,7 +25,7 @@ def _edge(data_root):
     return [f"attack.edge_case_dir='{data_root / 'edge'}'", "attack.verify_edge_case=false"]
 
 
-@pytest.mark.parametrize("attack", ["edge_case", "pixel_pattern"])
+@pytest.mark.parametrize("attack", ["edge_case", "pixel_pattern", "dba"])
 def test_cifar10_pipeline(tmp_path, data_root, attack):
     cfg = config(
         "cifar10",
@@ -38,7 +38,8 @@ def test_cifar10_pipeline(tmp_path, data_root, attack):
     assert [r["round"] for r in records] == [1, 2]
     assert all(0 <= r["acc_m"] <= 1 and 0 <= r["acc_b"] <= 1 and np.isfinite(r["loss"]) for r in records)
     assert summary["data"]["train"] == 100 and summary["data"]["test"] == 40
-    # edge case: the 8 fixture Southwest test images; pixel pattern: the test images not of class 9, stamped
+    # edge case: the 8 fixture Southwest test images; pixel pattern and DBA: the test images not of class 9,
+    # stamped with the whole trigger
     if attack == "edge_case":
         assert summary["data"]["backdoor_test"] == 8
     else:

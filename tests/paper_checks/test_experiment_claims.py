@@ -235,3 +235,58 @@ def test_weak_dp_utility_and_our_utility_headline(tmp_path):
     got = {f.reading: f for f in findings("headline.utility_cost.our_runs", tmp_path, "our tasks, fair")}
     assert got["points"].numbers["value"] == pytest.approx(1.2) and got["points"].verdict == "reproduced"
     assert got["points"].numbers["tasks"] == ["phishing"]
+
+
+# --------------------------------------------------------------------------- the attack matrix
+def _matrix(task, cells):
+    """Attack-matrix rows {(attack, defence): (acc_m, acc_b)}, in attack_matrix.matrix_rows' format."""
+    from deep_experiments.attack_matrix import ATTACKS
+
+    out = []
+    for (attack, defence), (m, b) in cells.items():
+        spec = ATTACKS.get(attack)
+        out.append(row(defence, m, b, task=task) | {"attack": attack, "targeted": spec.targeted if spec else None})
+    return out
+
+
+def exact(claim_id, results, part):
+    """{reading: verdict} of exactly this part (its name may prefix another's)."""
+    return {f.reading: f.verdict for f in CLAIMS[claim_id].check(Evidence(results)) if f.part == part}
+
+
+def test_adaptive_backdoor_known_verdicts(tmp_path):
+    cells = {
+        ("none", "fedavg"): (0.95, 0.05),
+        ("edge_case", "fedavg"): (0.94, 0.95),
+        ("edge_case", "invariant"): (0.93, 0.10),  # mitigated
+        ("neurotoxin", "fedavg"): (0.94, 0.90),
+        ("neurotoxin", "invariant"): (0.93, 0.89),  # not mitigated (within noise of FedAvg)
+        ("alie", "fedavg"): (0.94, 0.06),  # the attack does not work: nothing to mitigate
+        ("alie", "invariant"): (0.93, 0.06),
+        # shaped for the Invariant Aggregator: FedAvg's gain is read under the edge case (0.95)
+        ("mask_aware_omniscient", "fedavg"): (0.94, 0.07),
+        ("mask_aware_omniscient", "invariant"): (0.93, 0.20),
+    }
+    write(tmp_path, "phishing-attacks.attacks.json", _matrix("phishing", cells))
+    v = lambda part: exact("adaptive.backdoor_reduced", tmp_path, f"phishing, {part}")  # noqa: E731
+    assert set(v("edge case (the paper's)").values()) == {"reproduced"}
+    assert set(v("Neurotoxin").values()) == {"not reproduced"}
+    assert v("ALIE, own") == {"": "inapplicable"}
+    assert set(v("mask-aware, omniscient").values()) == {"reproduced"}  # 0.20 vs 0.95: 83 % of the gain removed
+    assert v("ALIE, omniscient") == {"": "not run"}  # no invariant cell
+    entry = evaluate(CLAIMS["adaptive.backdoor_reduced"], Evidence(tmp_path))
+    assert entry["verdict"] == "not reproduced" and entry["parts"]["spambase"] == "not run"
+
+
+def test_adaptive_untargeted_utility_is_judged_against_fedavg_without_attack(tmp_path):
+    cells = {
+        ("none", "fedavg"): (0.95, 0.05),
+        ("sign_flip", "invariant"): (0.945, 0.05),  # 0.5 points: within both bounds
+        ("gaussian", "invariant"): (0.93, 0.05),  # 2 points: within 3 only
+        ("ipm", "invariant"): (0.80, 0.05),  # 15 points
+    }
+    write(tmp_path, "phishing-attacks.attacks.json", _matrix("phishing", cells))
+    v = lambda part: exact("adaptive.untargeted_utility", tmp_path, f"phishing, {part}")  # noqa: E731
+    assert v("sign flip") == {"loss <= 1.2 points": "reproduced", "loss <= 3.0 points": "reproduced"}
+    assert v("Gaussian noise") == {"loss <= 1.2 points": "not reproduced", "loss <= 3.0 points": "reproduced"}
+    assert set(v("IPM").values()) == {"not reproduced"}

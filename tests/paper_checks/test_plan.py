@@ -20,6 +20,7 @@ def test_quick_plan_stages_and_folders(tmp_path):
         "phishing-sensitivity",
         "phishing-ablation",
         "phishing-mechanism",
+        "phishing-attacks",
     ]
     table1 = plan.stages[1]
     clean = [cfg for cfg, folder in table1.runs if folder.parent.parent.name == "clean"]
@@ -29,6 +30,11 @@ def test_quick_plan_stages_and_folders(tmp_path):
     folders = [f for s in plan.stages for _, f in s.runs]
     assert len(set(folders)) == len(folders) == plan.n_runs  # a run owns its folder
     assert "paper" in plan.left_out and "phishing-sensitivity" in plan.left_out
+    # the attack matrix: every applicable defence under every attack, plus each defence's reference
+    attacks = plan.stages[-1]
+    cells = {(f.parent.parent.name, cfg["defence"]["name"]) for cfg, f in attacks.runs}
+    assert len(attacks.runs) == len(cells) == 12 * (11 + 1) and attacks.result_file == "phishing-attacks.attacks.json"
+    assert plan.left_out["phishing-attacks"] == "1 seed(s) (--full: 3)"
 
 
 def test_a_changed_setting_gets_new_folders_an_unchanged_one_the_same(tmp_path):
