@@ -265,8 +265,10 @@ def _bulyan(x, f):
         med = (vals[(len(vals) - 1) // 2] + vals[len(vals) // 2]) / 2
         dist = sorted(abs(v - med) for v in vals)
         if beta < len(dist):
-            a, b = dist[beta - 1], dist[beta]
-            if a != b and abs(a - b) <= Fraction(1, 10**9) * max(a, b):
+            # any distance near the window's edge but not equal to it, on either side and past a
+            # group of exact ties (1.5 x 7, then 1.5 + 2^-126: float64 sees all eight as one)
+            edge = dist[beta - 1]
+            if any(d != edge and abs(d - edge) <= Fraction(1, 10**9) * max(d, edge) for d in dist):
                 return None  # e.g. 2^-126 next to 1: float64 sees the distances 0.5 - 2^-127 and 0.5 as one
     value = np.array([oracles.closest_to_median_mean(sel[:, j], beta) for j in range(x.shape[1])])
     scale = np.abs(sel).max(axis=0)  # the kept values are at most this large
