@@ -94,9 +94,9 @@ def matrix_runs(
     runs = []
     for attack in attacks:
         cfg = attack_config(config, attack)
+        twin = quiet if attack == attacks[0] else None  # one reference run per defence and seed
         for defence in defences:
             for seed in seeds:
-                twin = quiet if attack == attacks[0] else None  # one reference run per defence and seed
                 for kind, run_cfg in attacked_and_clean(cfg, twin, defence, seed=seed, **options):
                     name = REFERENCE if kind == "clean" else attack
                     runs.append((run_cfg, out / name / defence / f"seed{seed}"))
@@ -134,14 +134,13 @@ def matrix_rows(folders, *, out=None) -> list[dict]:
         summaries = results.load_summaries(by_attack[attack])
         spec = ATTACKS.get(attack)
         for row in results.table(summaries):
-            mine = [s for s in summaries if s["defence"] == row["defence"]]
             row |= {
                 "attack": attack,
                 "attack_label": spec.label if spec else "no attack",
                 "targeted": spec.targeted if spec else None,
             }
             if spec and spec.stops_halfway:
-                row["durability"] = _durability(mine)
+                row["durability"] = _durability([s for s in summaries if s["defence"] == row["defence"]])
             rows.append(row)
     if out is not None:
         ia.write_json_atomic(Path(out) / "attacks.json", rows)

@@ -111,7 +111,6 @@ class RoundView:
     # the last server step, w_{r-1} - w_r (None in round 1): what any client sees by comparing
     # two consecutive broadcasts
     last_global_update: torch.Tensor | None = None
-    attacking: bool = True  # whether the attack's schedule attacks in this round
 
 
 @dataclass(frozen=True)
@@ -376,8 +375,8 @@ class DBA(PixelPattern):
         super().__init__(backdoor_per_batch, pattern_size)
         if not 1 <= parts <= pattern_size**2:
             raise ExperimentError(
-                f"attack.dba_parts = {parts}: the {pattern_size}x{pattern_size} trigger has {pattern_size**2} cells to "
-                f"share; choose 1..{pattern_size**2} parts"
+                f"attack.dba_parts = {parts}: the {pattern_size}x{pattern_size} pixel pattern has only "
+                f"{pattern_size**2} cells to share; choose 1..{pattern_size**2} parts, or raise attack.pattern_size"
             )
         self.parts = parts
         self._part_bounds: list[tuple[int, int]] | None = None
@@ -514,6 +513,13 @@ class ModelReplacement(Attack):
 KNOWLEDGE = ("own", "omniscient")
 
 
+def _choice(key: str, value, choices: tuple):
+    """``value`` of the setting ``attack.key`` if it is one of ``choices``."""
+    if value not in choices:
+        raise ExperimentError(f"attack.{key} = {value!r}: choose one of {', '.join(map(repr, choices))}")
+    return value
+
+
 def _benign_reference(updates: torch.Tensor, info: RoundUpdates, knowledge: str) -> torch.Tensor:
     """The updates an attack takes for the benign ones: the round's benign rows (omniscient) or
     the attackers' own clean-data updates (own)."""
@@ -540,9 +546,7 @@ class ALIE(Attack):
     s <= 0). Example: N = 20, m = 4 gives s = 7, z_max = Phi^{-1}(0.65) = 0.385."""
 
     def __init__(self, knowledge: str = "own", z: float = 0.0):
-        if knowledge not in KNOWLEDGE:
-            raise ExperimentError(f"attack.knowledge = {knowledge!r}: choose 'own' or 'omniscient'")
-        self.knowledge, self.z = knowledge, z
+        self.knowledge, self.z = _choice("knowledge", knowledge, KNOWLEDGE), z
 
     @property
     def needs_clean_updates(self) -> bool:
@@ -641,9 +645,7 @@ class MaskAware(Attack):
     splitting their values is not searched."""
 
     def __init__(self, knowledge: str = "omniscient", tau: float = 0.6, alpha: float = 0.2):
-        if knowledge not in KNOWLEDGE:
-            raise ExperimentError(f"attack.knowledge = {knowledge!r}: choose 'own' or 'omniscient'")
-        self.knowledge, self.tau, self.alpha = knowledge, tau, alpha
+        self.knowledge, self.tau, self.alpha = _choice("knowledge", knowledge, KNOWLEDGE), tau, alpha
 
     @property
     def needs_clean_updates(self) -> bool:
@@ -661,13 +663,12 @@ class MaskAware(Attack):
         breaker = -torch.where(majority == 0, 1.0, majority) * (mean.abs() * 1e-3).clamp_min(1e-30)
         return torch.stack([mean, target, extreme, breaker.to(mean.dtype)])
 
-    def choose(self, benign: torch.Tensor, m: int, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(values, outputs): per coordinate the chosen candidate and the rule's output with it."""
+    def choose(self, benign: torch.Tensor, m: int, target: torch.Tensor) -> torch.Tensor:
+        """Per coordinate, the candidate whose rule output is closest to ``target``."""
         cands = self.candidates(benign, target)
         outs = torch.stack([self.rule(torch.cat([benign, c.expand(m, -1)])) for c in cands])
         best = (outs - target).abs().argmin(0)  # first minimum: benign behaviour wins ties
-        pick = best.unsqueeze(0)
-        return cands.gather(0, pick)[0], outs.gather(0, pick)[0]
+        return cands.gather(0, best.unsqueeze(0))[0]
 
     def shape_round(self, updates, info):
         m = info.n_malicious
@@ -680,8 +681,7 @@ class MaskAware(Attack):
         if len(ref) == 0:
             return
         target = updates[info.malicious].mean(0)
-        values, _ = self.choose(ref.to(updates.dtype), m, target)
-        updates[info.malicious] = values
+        updates[info.malicious] = self.choose(ref.to(updates.dtype), m, target)
 
 
 EVASIONS = ("none", "alie", "neurotoxin", "mask_aware")
@@ -700,9 +700,6 @@ class Schedule:
 
     def active(self, r: int) -> bool:
         return r >= self.start and (self.end == 0 or r <= self.end) and (r - self.start) % self.every == 0
-
-    def rounds(self, total: int) -> list[int]:
-        return [r for r in range(1, total + 1) if self.active(r)]
 
     def stops_before(self, total: int) -> bool:
         """Whether the attack ends before the run's last round (then durability is measured)."""
@@ -767,13 +764,11 @@ class CompositeAttack(Attack):
 
 
 def build_attack(attack: dict) -> CompositeAttack:
-    """The attack that ``[attack]`` describes (checked before any data is loaded)."""
-    kind = attack["kind"]
-    if kind not in POISONINGS:
-        raise ExperimentError(f"attack.kind = {kind!r}: choose one of {', '.join(map(repr, POISONINGS))}")
-    evasion = attack.get("evasion", "none")
-    if evasion not in EVASIONS:
-        raise ExperimentError(f"attack.evasion = {evasion!r}: choose one of {', '.join(map(repr, EVASIONS))}")
+    """The attack that ``[attack]`` describes; every choice is checked here, when the
+    configuration loads (:mod:`deep_experiments.config`), before any data is."""
+    kind = _choice("kind", attack["kind"], tuple(POISONINGS))
+    evasion = _choice("evasion", attack.get("evasion", "none"), EVASIONS)
+    knowledge = _choice("knowledge", attack.get("knowledge", "own"), KNOWLEDGE)
     if evasion != "none" and kind in UNTARGETED:
         raise ExperimentError(
             f"attack.evasion = {evasion!r} shapes a backdoor; attack.kind = {kind!r} is untargeted: set "
@@ -784,7 +779,6 @@ def build_attack(attack: dict) -> CompositeAttack:
         evasions.append(PGDProjection(attack["pgd_eps"]))
     if attack["scale"] != 1.0:
         evasions.append(ModelReplacement(attack["scale"]))
-    knowledge = attack.get("knowledge", "own")
     if evasion == "alie":
         evasions.append(ALIE(knowledge, attack.get("alie_z", 0.0)))
     elif evasion == "neurotoxin":

@@ -245,25 +245,12 @@ def check_ranges(cfg: dict) -> None:
 
 
 def _check_attack(attack: dict, fed: dict) -> None:
-    """The attack's choices and schedule (attacks.build_attack repeats the choices for an
-    attack built from a dictionary of its own)."""
-    from .attacks import EVASIONS, KNOWLEDGE, POISONINGS, UNTARGETED
+    """The attack's choices (by building it: :func:`attacks.build_attack` checks each) and its
+    schedule against the run's rounds."""
+    from .attacks import build_attack
 
-    for key, choices in (("kind", tuple(POISONINGS)), ("evasion", EVASIONS), ("knowledge", KNOWLEDGE)):
-        if key in attack and attack[key] not in choices:
-            raise ExperimentError(
-                f"setting 'attack.{key}' must be one of {', '.join(map(repr, choices))}, got {attack[key]!r}"
-            )
-    if attack.get("evasion", "none") != "none" and attack.get("kind") in UNTARGETED:
-        raise ExperimentError(
-            f"attack.evasion = {attack['evasion']!r} shapes a backdoor; attack.kind = {attack['kind']!r} is "
-            f"untargeted: set attack.evasion = 'none', or a backdoor kind"
-        )
-    if attack.get("kind") == "dba" and attack.get("dba_parts", 1) > attack.get("pattern_size", 3) ** 2:
-        raise ExperimentError(
-            f"attack.dba_parts = {attack['dba_parts']}: the {attack['pattern_size']}x{attack['pattern_size']} pixel "
-            f"pattern has only {attack['pattern_size'] ** 2} cells to share; lower it or raise attack.pattern_size"
-        )
+    if "kind" in attack:
+        build_attack(attack)
     start, end = attack.get("start_round", 1), attack.get("end_round", 0)
     if end and end < start:
         raise ExperimentError(f"attack.end_round = {end} is before attack.start_round = {start}; set end_round >= it")

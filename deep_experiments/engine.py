@@ -346,8 +346,9 @@ class Run:
         updates = torch.empty(len(clients), anchor.numel(), device=dev, dtype=anchor.dtype)
         buffers = []
         attacking = self.attack.schedule.active(r)
-        in_round = tuple(c for c in clients if c in self.malicious)
-        self.attack.observe(RoundView(r, anchor, tuple(clients), in_round, self.last_update, attacking))
+        malicious = [c in self.malicious for c in clients]
+        in_round = tuple(c for c, bad in zip(clients, malicious, strict=True) if bad)
+        self.attack.observe(RoundView(r, anchor, tuple(clients), in_round, self.last_update))
         jobs = []
         for c in clients:
             attack = self.attack if attacking and c in self.malicious else None
@@ -394,11 +395,10 @@ class Run:
                 if shaped is not row:  # no evasion returns the row itself: nothing to copy
                     row.copy_(shaped)
         if attacking and in_round:
-            rows = torch.tensor([c in self.malicious for c in clients], device=dev)
+            rows = torch.tensor(malicious, device=dev)
             self.attack.shape_round(updates, RoundUpdates(r, rows, own_clean if shadows else None))
         if not torch.isfinite(updates).all():
             raise ExperimentError(f"round {r}: a client's update has NaN/Inf (training diverged); lower train.lr")
-        malicious = [c in self.malicious for c in clients]
         stats = None
         if self.trigger is not None:
             tau = self.defence["params"].get("tau", diagnostics.DEFAULT_TAU) or diagnostics.DEFAULT_TAU

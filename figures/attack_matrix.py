@@ -22,8 +22,8 @@ PANELS = (
 
 def draw(results):
     found = per_task(results, "attacks.attacks.json")
-    attacks0 = list(dict.fromkeys(r["attack"] for rows in found.values() for r in rows))
-    fig, axes = new_figure(1.05 * len(attacks0) + 2.6, 3.4 * len(found), nrows=len(found), ncols=len(PANELS))
+    all_attacks = list(dict.fromkeys(r["attack"] for rows in found.values() for r in rows))
+    fig, axes = new_figure(1.05 * len(all_attacks) + 2.6, 3.4 * len(found), nrows=len(found), ncols=len(PANELS))
     images = {}
     for i, (task, rows) in enumerate(found.items()):
         attacks = list(dict.fromkeys(r["attack"] for r in rows))

@@ -168,13 +168,18 @@ def test_mask_aware_is_a_best_response_no_worse_than_benign_behaviour(n_benign, 
     honest = _oracle(np.vstack([benign, np.repeat(benign.mean(0, keepdims=True), m, 0)]), tau, alpha)
     tol = 1e-4 * (1 + np.abs(target) + np.abs(benign).max(0))
     assert np.all(np.abs(out - target) <= np.abs(honest - target) + tol)
-    # where it pushes with the benign extreme, its value is one a benign client sent
-    at_extreme = (sent[0] == benign.max(0)) | (sent[0] == benign.min(0))
-    assert np.all((sent[0] >= benign.min(0)) | ~at_extreme) and np.all((sent[0] <= benign.max(0)) | ~at_extreme)
-    # a coordinate the output keeps passes the mask of the rule it targets
-    n = len(stack)
-    passes = np.abs(np.sign(stack.numpy()).sum(0)) >= math.ceil(tau * n)
-    assert np.all(passes | (out == 0))
+    # every value sent is one of the construction's candidates, written here from its docstring:
+    # the benign mean, the target, a benign extreme (a value a benign client sent, so no more
+    # trimmed than that client), or a small vote against the benign sign majority
+    mean, lo, hi = benign.mean(0), benign.min(0), benign.max(0)
+    # the attack averages in float32: its means are within 1e-6 of the largest magnitude averaged
+    slack = 1e-6 * np.abs(stack.numpy().astype(np.float64)).max(0)
+    majority = np.sign(np.sign(benign).sum(0))
+    breaker = (np.sign(sent[0]) == np.where(majority == 0, -1, -majority)) & (
+        np.abs(sent[0]) <= 1e-3 * (np.abs(mean) + slack) + 1e-30
+    )
+    close = lambda a: np.abs(sent[0] - a) <= slack + 1e-6 * np.abs(a)  # noqa: E731
+    assert np.all(close(mean) | close(target) | (sent[0] == lo) | (sent[0] == hi) | breaker)
 
 
 def test_mask_aware_breaks_the_mask_where_the_benign_direction_opposes_the_backdoor():
@@ -284,7 +289,7 @@ def test_untargeted_attacks_train_on_clean_data_and_refuse_an_evasion(tmp_path, 
 def test_schedule_rounds_are_the_definition(start, end, every):
     s = attacks.Schedule(start, end, every)
     expected = [r for r in range(start, (end or 15) + 1) if (r - start) % every == 0 and r <= 15]
-    assert s.rounds(15) == expected
+    assert [r for r in range(1, 16) if s.active(r)] == expected
 
 
 def test_before_its_first_round_an_attack_trains_exactly_as_no_attack(tmp_path):
@@ -318,8 +323,8 @@ def test_durability_is_measured_after_the_attackers_stop(tmp_path):
     [
         (["attack.end_round=2", "attack.start_round=3"], "end_round = 2 is before attack.start_round = 3"),
         (["attack.start_round=60"], "after the last round"),
-        (["attack.evasion='stealth'"], "'attack.evasion' must be one of 'none', 'alie'"),
-        (["attack.knowledge='some'"], "'attack.knowledge' must be one of 'own', 'omniscient'"),
+        (["attack.evasion='stealth'"], "attack.evasion = 'stealth': choose one of 'none', 'alie'"),
+        (["attack.knowledge='some'"], "attack.knowledge = 'some': choose one of 'own', 'omniscient'"),
         (["attack.neurotoxin_keep=0.0"], "attack.neurotoxin_keep' must lie in \\(0, 1\\]"),
         (["attack.every=0"], "'attack.every' must lie in \\[1, inf\\)"),
     ],
