@@ -166,13 +166,22 @@ def table1(
     restart: bool = False,
     progress: bool = True,
     log=print,
+    executor: str = "local",
+    jobs: int = 1,
+    address: str | None = None,
+    retries: int = 0,
 ) -> list[dict]:
     """Table 1 for the task of ``config``: every defence (default: every row) under attack for
     each seed in ``out/DEFENCE/seedS``, and with ``clean`` the same defence, with the
     hyperparameters it had under attack, without attackers in ``out/clean/DEFENCE/seedS`` (its
     utility cost). Finished runs of the identical configuration are reused; rows that do not
-    apply to the task's kind are reported as such. Returns the table's rows, also written to
+    apply to the task's kind are reported as such. The runs are a grid
+    (:func:`deep_experiments.grid.run_grid`): ``jobs`` at once, in local processes or on Ray
+    (``executor``, ``address``), a failed run retried ``retries`` times; a run that still fails
+    stops the table with its error. Returns the table's rows, also written to
     ``out/table.{json,csv,md}``."""
+    from .grid import run_grid
+
     runs, skipped = table1_runs(
         config,
         out=out,
@@ -184,12 +193,30 @@ def table1(
         download=download,
         device=device,
     )
-    for cfg, folder in runs:
-        s = run_or_reuse(cfg, folder, restart=restart, progress=progress)
-        if s is not None:
-            kind = "no attack" if folder.parent.parent == Path(out) / "clean" else "attack"
-            log(
-                f"{cfg['defence']['name']:>18} seed {cfg['seed']} ({kind}): "
-                f"Acc_M {s['acc_m']:.3f}  Acc_B {s['acc_b']:.3f}  ({s['seconds']:.1f} s)"
-            )
+    sequential = executor == "local" and jobs == 1
+    report = run_grid(
+        runs,
+        executor=executor,
+        jobs=jobs,
+        address=address,
+        retries=retries,
+        restart=restart,
+        progress=progress and not sequential,
+        single_thread=False,  # in this process: the caller's thread settings
+        log=log,
+        train=_train_with_progress if sequential and progress else _train_quietly,
+    )
+    if report.failed:
+        first = next(iter(report.failed.items()))
+        raise ExperimentError(
+            f"{len(report.failed)} of {report.runs} runs failed; the first, {first[0]}: {first[1].splitlines()[0]}"
+        )
     return table1_rows(config["task"], [f for _, f in runs], skipped, out=out)
+
+
+def _train_with_progress(cfg: dict, folder: str, restart: bool = False) -> None:
+    run_or_reuse(cfg, folder, restart=restart, progress=True)
+
+
+def _train_quietly(cfg: dict, folder: str, restart: bool = False) -> None:
+    run_or_reuse(cfg, folder, restart=restart, progress=False)

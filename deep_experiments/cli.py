@@ -25,6 +25,8 @@ EPILOG = """examples:
   python -m deep_experiments study attacks phishing --out runs/attacks-phishing   # every defence x attack
   python -m deep_experiments run spambase --defence invariant --set attack.evasion=mask_aware --out runs/adaptive
   python -m deep_experiments config cifar10 --scale paper > my.toml   # copy, edit, --config my.toml
+  python -m deep_experiments grid my-grid.toml --out runs/grid --executor ray   # a grid on a local Ray instance
+  python -m deep_experiments flower spambase --defence invariant --out runs/flower-sp   # as a Flower app
 """
 
 
@@ -62,6 +64,10 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _grid_options(args) -> dict:
+    return {"executor": args.executor, "jobs": args.jobs, "address": args.address, "retries": args.retries}
+
+
 def cmd_table1(args) -> int:
     rows = api.table1(
         _base_config(args, args.task),
@@ -76,6 +82,7 @@ def cmd_table1(args) -> int:
         restart=args.restart,
         progress=not args.no_progress,
         log=lambda line: print(line, flush=True),
+        **(_grid_options(args) | {"jobs": args.jobs or 1, "retries": args.retries or 0}),
     )
     print(results.to_markdown(rows))
     print("written:", ", ".join(str(Path(args.out) / f"{results.TABLE}.{x}") for x in ("json", "csv", "md")))
@@ -104,6 +111,60 @@ def cmd_study(args) -> int:
     rows = studies.run_variants(base, variants, out=args.out, seeds=seeds, restart=args.restart, log=log, **options)
     print(results.to_markdown(rows))
     return 0
+
+
+def cmd_grid(args) -> int:
+    from . import grid
+
+    spec = grid.load_spec(args.spec)
+    options = _grid_options(args) | {"executor": args.executor or "auto"}
+    report = grid.run_spec(
+        spec,
+        args.out,
+        restart=args.restart,
+        progress=not args.no_progress,
+        log=lambda line: print(line, flush=True),
+        data=args.data,
+        download=args.download,
+        device=args.device,
+        **options,
+    )
+    print(
+        f"{report.runs} runs on {report.executor}: {report.trained} trained, {report.reused} reused, "
+        f"{len(report.failed)} failed, {len(report.attempts)} retried, {report.seconds:.1f} s "
+        f"-> {Path(args.out) / grid.GRID_FILE}"
+    )
+    for folder, error in report.failed.items():
+        print(f"failed: {folder}: {error.splitlines()[0]}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def cmd_flower(args) -> int:
+    try:
+        from . import flower_app
+    except ImportError as exc:
+        raise ExperimentError(str(exc)) from None
+    cfg = api.run_config(_base_config(args, args.task), args.defence, seed=args.seed, **_run_options(args))
+    summary = flower_app.run_flower(cfg, args.out, workers=args.workers, verbose=args.verbose)
+    print(
+        f"{args.task} / {args.defence} / seed {args.seed} under Flower: Acc_M = {summary['acc_m']:.4f}, "
+        f"Acc_B = {summary['acc_b']:.4f} after {summary['rounds']} rounds, {summary['seconds']:.1f} s "
+        f"-> {results.run_file(args.out, results.SUMMARY)}"
+    )
+    return 0
+
+
+def _grid_flags(p: argparse.ArgumentParser, default_executor: str | None) -> None:
+    p.add_argument(
+        "--executor",
+        choices=("auto", "local", "ray"),
+        default=default_executor,
+        help="local processes, or Ray tasks (auto: Ray when installed)"
+        + (f"; default {default_executor}" if default_executor else "; default auto"),
+    )
+    p.add_argument("--jobs", type=int, default=None, help="runs at once (default: the CPUs available)")
+    p.add_argument("--address", help="a Ray cluster to join (default: a private local Ray instance)")
+    p.add_argument("--retries", type=int, default=None, help="tries again after a run fails (default 2; table1 0)")
 
 
 def cmd_table(args) -> int:
@@ -156,7 +217,27 @@ def parser() -> argparse.ArgumentParser:
     )
     t1.add_argument("--defences", nargs="+", metavar="NAME", help="a subset of the rows (default: all)")
     t1.add_argument("--out", required=True)
+    _grid_flags(t1, "local")
     t1.set_defaults(func=cmd_table1)
+    gr = sub.add_parser("grid", help="a grid of runs from a TOML spec, on local processes or Ray")
+    gr.add_argument("spec", help="the grid spec (TOML; see deep_experiments/grid.py)")
+    gr.add_argument("--out", required=True)
+    gr.add_argument("--data", help="where the tasks' data is (sets data.root / data.path)")
+    gr.add_argument("--download", action="store_true", help="fetch missing data (needs network)")
+    gr.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
+    gr.add_argument("--restart", action="store_true", help="rerun finished runs too")
+    gr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _grid_flags(gr, None)
+    gr.set_defaults(func=cmd_grid)
+    fl = sub.add_parser("flower", help="one run as a Flower app (ServerApp + ClientApp) under Flower's simulation")
+    _common(fl)
+    fl.add_argument("--defence", required=True, metavar="NAME", help=f"one of {', '.join(defence_names())}")
+    fl.add_argument("--param", action="append", metavar="NAME=VALUE", help="a hyperparameter of the defence")
+    fl.add_argument("--seed", type=int, default=0)
+    fl.add_argument("--out", required=True)
+    fl.add_argument("--workers", type=int, help="client processes (default: the CPUs available)")
+    fl.add_argument("--verbose", action="store_true", help="Flower's own log")
+    fl.set_defaults(func=cmd_flower)
     sd = sub.add_parser(
         "study",
         help="Appendix D at small scale: the tau x alpha sensitivity, the D.2 ablation, or the mask's mechanism; "

@@ -86,8 +86,14 @@ def durability(evaluated: list[dict], stop: int) -> dict:
     }
 
 
-def _seed_of(*parts: int) -> int:
+def seed_of(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def malicious_clients(seed: int, fraction: float, n_clients: int) -> list[int]:
+    """The run's malicious clients (sorted): round(fraction * n_clients) of them, drawn by (seed, 2)."""
+    n_mal = round(fraction * n_clients)
+    return sorted(np.random.default_rng([seed, 2]).choice(n_clients, n_mal, replace=False).tolist())
 
 
 def make_deterministic(device: torch.device) -> None:
@@ -217,7 +223,7 @@ class Run:
         self.rule = build_rule(self.defence)  # the run's one rule object
         self.attack = build_attack(cfg["attack"])  # likewise: checked before the data is loaded
 
-        torch.manual_seed(_seed_of(self.seed, 0))
+        torch.manual_seed(seed_of(self.seed, 0))
         self.task = build_task(cfg, self.seed, self.attack)
         for name in ("train", "test", "backdoor_train", "backdoor_test"):
             setattr(self.task, name, getattr(self.task, name).to(self.device))
@@ -242,9 +248,8 @@ class Run:
             raise ExperimentError(
                 f"federation.clients_per_round = {fed['clients_per_round']} exceeds the {n_clients} clients"
             )
-        n_mal = round(fed["malicious_fraction"] * n_clients)
         self._dry_run(fed["clients_per_round"])
-        self.malicious = set(np.random.default_rng([self.seed, 2]).choice(n_clients, n_mal, replace=False).tolist())
+        self.malicious = set(malicious_clients(self.seed, fed["malicious_fraction"], n_clients))
         self.malicious_rank = {c: k for k, c in enumerate(sorted(self.malicious))}
         self.round, self.records, self.timing = 0, [], dict.fromkeys(PHASES, 0.0)
         self.last_update: torch.Tensor | None = None  # w_{r-1} - w_r, for attacks that watch it
@@ -355,7 +360,7 @@ class Run:
             jobs.append(
                 ClientJob(
                     self.task.clients[c],
-                    torch.Generator().manual_seed(_seed_of(self.seed, 4, r, c)),
+                    torch.Generator().manual_seed(seed_of(self.seed, 4, r, c)),
                     attack,
                     ClientContext(r, c, self.layout, anchor, self.malicious_rank[c], self.seed)
                     if attack is not None
@@ -367,7 +372,7 @@ class Run:
         shadows = []
         if attacking and self.attack.needs_clean_updates:
             shadows = [
-                ClientJob(self.task.clients[c], torch.Generator().manual_seed(_seed_of(self.seed, 5, r, c)))
+                ClientJob(self.task.clients[c], torch.Generator().manual_seed(seed_of(self.seed, 5, r, c)))
                 for c in in_round
             ]
         n = len(clients)

@@ -38,7 +38,8 @@ def ablation_variants(taus=(0.4, 0.6, 0.8), alpha: float = 0.2) -> list[tuple[st
     return variants + [("trimmed_mean", {"alpha": alpha})]
 
 
-def _folder(defence: str, params: dict) -> str:
+def variant_folder(defence: str, params: dict) -> str:
+    """A variant's folder name: the defence and its hyperparameters (``invariant-alpha0.1-tau0.4``)."""
     return defence + "".join(f"-{k}{v}" for k, v in sorted(params.items()))
 
 
@@ -54,7 +55,7 @@ def variant_runs(
         for seed in seeds:
             for kind, cfg in attacked_and_clean(config, quiet, defence, seed=seed, params=params, **options):
                 runs.append(
-                    (cfg, (out / "clean" if kind == "clean" else out) / _folder(defence, params) / f"seed{seed}")
+                    (cfg, (out / "clean" if kind == "clean" else out) / variant_folder(defence, params) / f"seed{seed}")
                 )
     return runs
 

@@ -8,6 +8,7 @@ import shlex
 import time
 from pathlib import Path
 
+from deep_experiments.grid import resolve_executor
 from invariant_aggregator import write_json_atomic
 
 from .claims import CLAIMS, run_all
@@ -31,6 +32,8 @@ def run(
     *,
     out="results/paper_checks",
     jobs: int = 1,
+    executor: str = "local",
+    address: str | None = None,
     only=None,
     overrides: dict | None = None,
     data: dict | None = None,
@@ -44,12 +47,15 @@ def run(
     ``out/report.{html,md,json}``. ``only``: claim ids (the stages they need are all that runs).
     ``overrides``: dotted settings for every tabular configuration (they change the runs'
     folders). ``data``: {task: path}. ``tasks``: the tabular tasks to run (default both).
-    Returns the report (as written to report.json)."""
+    ``jobs``, ``executor``, ``address``: how the training runs are spread
+    (:func:`deep_experiments.grid.run_grid`: local worker processes, or Ray tasks on a private
+    local instance or the cluster at ``address``). Returns the report (as written to report.json)."""
     import figures
 
     start = time.perf_counter()
     out = Path(out)
     kinds = needed_kinds(list(only or CLAIMS))  # an unknown claim id is refused here, before any work
+    resolve_executor(executor, address)  # and so is an executor this machine cannot use
     claims = {c: CLAIMS[c] for c in only} if only else dict(CLAIMS)
     plan = make_plan(level, runs=out / "runs", kinds=kinds, tasks=tasks, overrides=overrides, data=data)
     log(
@@ -57,7 +63,16 @@ def run(
         f"{len(claims)} claims -> {out}"
     )
     results = out / "results"
-    execution = run_plan(plan, results=results, cache=out / "cache", jobs=jobs, progress=progress, log=log)
+    execution = run_plan(
+        plan,
+        results=results,
+        cache=out / "cache",
+        jobs=jobs,
+        executor=executor,
+        address=address,
+        progress=progress,
+        log=log,
+    )
     write_json_atomic(results / "paper_table1.json", paper_table1_records())
     drawn = figures.draw_all(results, out / "figures")
     entries = run_all(Evidence(results), claims)

@@ -44,6 +44,13 @@ def main(argv=None) -> int:
         help="worker processes for the training runs "
         "(default: the CPUs available to this process; each trains on one thread)",
     )
+    parser.add_argument(
+        "--executor",
+        choices=("local", "ray", "auto"),
+        default="local",
+        help="where the training runs go: local worker processes (default) or Ray tasks (auto: Ray when installed)",
+    )
+    parser.add_argument("--address", help="with --executor ray: a Ray cluster to join (default: a private local one)")
     parser.add_argument("--only", nargs="+", metavar="CLAIM", help="check only these claims (and run what they need)")
     parser.add_argument(
         "--set",
@@ -90,6 +97,8 @@ def main(argv=None) -> int:
             level_,
             out=args.out,
             jobs=args.jobs,
+            executor=args.executor,
+            address=args.address,
             only=args.only,
             overrides=overrides,
             data=data,

@@ -6,6 +6,8 @@ import-linter checks every import statement (function-level ones included) again
 """
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +40,17 @@ def test_only_the_cli_parses_arguments(package):
         if "argparse" in p.read_text(encoding="utf-8") and p.name != "cli.py"
     ]
     assert parsers == []
+
+
+def test_the_core_and_the_experiments_import_without_the_optional_extras():
+    """Flower and Ray are optional: without them the core, the experiments and the grid's local
+    executor import, and the Flower modules say how to install what they need."""
+    code = (
+        "import sys; sys.modules['flwr'] = None; sys.modules['ray'] = None\n"
+        "import invariant_aggregator as ia, deep_experiments, paper_checks\n"
+        "from deep_experiments import grid; assert ia.make('invariant')\n"
+        "for name in ('invariant_aggregator.flower', 'deep_experiments.flower_app'):\n"
+        "    try:\n        __import__(name)\n    except ImportError as e:\n        print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.count("pip install 'invariant-aggregator[flower]'") == 2

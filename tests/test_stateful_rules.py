@@ -129,3 +129,19 @@ def test_weak_dp_clips_then_averages_and_noise_is_seeded():
     c = ia.make("weak_dp", noise_std=0.025, seed=0)
     c.load_state_dict(saved)
     np.testing.assert_array_equal(c(g), second)
+
+
+def test_needs_client_ids_says_which_rules_refuse_a_call_without_them():
+    """The flag that the Flower strategy reads: true exactly for the rules that cannot aggregate
+    without client_ids."""
+    params = {"krum": {"f": 1}, "multi_krum": {"f": 1}, "multi_krum_cosine": {"f": 1}, "krum_trimmed_mean": {"f": 1},
+              "bulyan": {"f": 1}, "sparsefed": {"k": 2}, "mean_ratio": {"threshold": 0.5}}  # fmt: skip
+    g = np.random.default_rng(0).normal(size=(7, 5))
+    for name in ia.available_rules():
+        rule = ia.make(name, **params.get(name, {}))
+        try:
+            rule(g)
+            refused = False
+        except ia.AggregatorError as exc:
+            refused = "client_ids" in str(exc)
+        assert rule.needs_client_ids == refused, name

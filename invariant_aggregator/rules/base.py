@@ -76,6 +76,7 @@ class AggregationRule(ABC):
     name: ClassVar[str] = ""
     accepts_weights: ClassVar[bool] = False
     stateful: ClassVar[bool] = False
+    needs_client_ids: ClassVar[bool] = False  # state kept per client: every call needs client_ids
     backend: str = "auto"
     _hparams: dict[str, Any] = {}
 

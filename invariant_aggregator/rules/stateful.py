@@ -153,6 +153,7 @@ class FoolsGold(StatefulRule):
     """
 
     name = "foolsgold"
+    needs_client_ids = True
     COLLINEAR = F.FOOLSGOLD_COLLINEAR
 
     def __init__(self, kappa=1.0, *, backend="auto"):

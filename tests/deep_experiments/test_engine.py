@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import invariant_aggregator as ia
 from deep_experiments import ExperimentError, Run, build_attack, evaluate, local_train, project_to_ball
 from deep_experiments.attacks import ClientContext
-from deep_experiments.engine import _seed_of
+from deep_experiments.engine import seed_of
 from deep_experiments.results import CHECKPOINT
 
 from .helpers import TINY_PHISHING, config
@@ -30,7 +30,7 @@ def test_server_step_with_one_client_reproduces_its_local_model(tmp_path):
     client = run.sample_clients(1)[0]
     replay = run.task.make_model()
     replay.load_state_dict(run.model.state_dict())
-    gen = torch.Generator().manual_seed(_seed_of(0, 4, 1, client))
+    gen = torch.Generator().manual_seed(seed_of(0, 4, 1, client))
     local_train(replay, run.task, run.task.clients[client], cfg, gen, device=run.device)  # benign
     run.step()
     for name, p in run.model.named_parameters():

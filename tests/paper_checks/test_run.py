@@ -84,6 +84,8 @@ def test_the_cache_skips_finished_runs_and_redoes_only_what_is_missing(tmp_path)
         "trained": 0,
         "reused": n,
         "failed": {},
+        "retried": {},
+        "executor": "local",
     }
     assert again["claims"] == first["claims"]  # the same runs give the same verdicts
     summaries = sorted((tmp_path / "runs").rglob(run_results.SUMMARY))
@@ -100,3 +102,6 @@ def test_the_command_line_refuses_bad_arguments(tmp_path, capsys):
         main(["--quick", "--set", "federation.rounds", "--out", str(tmp_path)])
     assert main(["--quick", "--only", "no.such.claim", "--out", str(tmp_path)]) == 2
     assert "unknown claim" in capsys.readouterr().err
+    assert main(["--quick", "--executor", "local", "--address", "auto", "--out", str(tmp_path)]) == 2
+    assert "address = 'auto' is for executor 'ray'" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()  # refused before the theory sweep
