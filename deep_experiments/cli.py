@@ -145,7 +145,9 @@ def cmd_flower(args) -> int:
     except ImportError as exc:
         raise ExperimentError(str(exc)) from None
     cfg = api.run_config(_base_config(args, args.task), args.defence, seed=args.seed, **_run_options(args))
-    summary = flower_app.run_flower(cfg, args.out, workers=args.workers, verbose=args.verbose)
+    summary = flower_app.run_flower(
+        cfg, args.out, workers=args.workers, verbose=args.verbose, progress=not args.no_progress
+    )
     print(
         f"{args.task} / {args.defence} / seed {args.seed} under Flower: Acc_M = {summary['acc_m']:.4f}, "
         f"Acc_B = {summary['acc_b']:.4f} after {summary['rounds']} rounds, {summary['seconds']:.1f} s "
@@ -162,7 +164,7 @@ def _grid_flags(p: argparse.ArgumentParser, default_executor: str | None) -> Non
         help="local processes, or Ray tasks (auto: Ray when installed)"
         + (f"; default {default_executor}" if default_executor else "; default auto"),
     )
-    p.add_argument("--jobs", type=int, default=None, help="runs at once (default: the CPUs available)")
+    p.add_argument("--jobs", type=int, default=None, help="runs at once (default: grid, the CPUs available; table1, 1)")
     p.add_argument("--address", help="a Ray cluster to join (default: a private local Ray instance)")
     p.add_argument("--retries", type=int, default=None, help="tries again after a run fails (default 2; table1 0)")
 

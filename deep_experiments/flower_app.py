@@ -40,6 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 import invariant_aggregator as ia
 
@@ -142,9 +143,10 @@ def _train_client(cfg: dict, msg: Message, context: Context) -> Message:
     return Message(content=RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics}), reply_to=msg)
 
 
-def make_apps(cfg: dict, out) -> tuple[ServerApp, ClientApp]:
+def make_apps(cfg: dict, out, *, progress: bool = False) -> tuple[ServerApp, ClientApp]:
     """The ServerApp and ClientApp of one run of ``cfg`` (from :func:`deep_experiments.run_config`);
-    the ServerApp writes the run's records and summary into ``out``."""
+    the ServerApp writes the run's records and summary into ``out`` (``progress``: a bar of
+    rounds with the current Acc_M / Acc_B)."""
     check_flower_config(cfg)
     out = Path(out)
     server, client = ServerApp(), ClientApp()
@@ -155,12 +157,12 @@ def make_apps(cfg: dict, out) -> tuple[ServerApp, ClientApp]:
 
     @server.main()
     def main(grid: Grid, context: Context) -> None:
-        _serve(cfg, grid, out)
+        _serve(cfg, grid, out, progress)
 
     return server, client
 
 
-def _serve(cfg: dict, grid: Grid, out: Path) -> None:
+def _serve(cfg: dict, grid: Grid, out: Path, progress: bool) -> None:
     fed, seed = cfg["federation"], cfg["seed"]
     random.seed(seed)  # Flower samples nodes with Python's random
     attack = build_attack(cfg["attack"])
@@ -181,21 +183,26 @@ def _serve(cfg: dict, grid: Grid, out: Path) -> None:
     )
     records: list[dict] = []
     start = time.perf_counter()
+    desc = f"flower/{cfg['task']}/{cfg['defence']['name']}/seed {seed}"
+    bar = tqdm(total=fed["rounds"], unit="round", disable=not progress, desc=desc)
 
     def server_evaluation(server_round: int, arrays: ArrayRecord) -> MetricRecord:
         model.load_state_dict(arrays.to_torch_state_dict())
         metrics = evaluate(model, task, cfg, device)
         if server_round > 0:
             records.append({"round": server_round, **metrics, "seconds": time.perf_counter() - start})
+            bar.set_postfix(acc_m=f"{metrics['acc_m']:.3f}", acc_b=f"{metrics['acc_b']:.3f}", refresh=False)
+            bar.update(1)
         return MetricRecord(metrics)
 
-    strategy.start(
-        grid=grid,
-        initial_arrays=ArrayRecord(model.state_dict()),
-        num_rounds=fed["rounds"],
-        train_config=ConfigRecord({"seed": seed}),
-        evaluate_fn=server_evaluation,
-    )
+    with bar:
+        strategy.start(
+            grid=grid,
+            initial_arrays=ArrayRecord(model.state_dict()),
+            num_rounds=fed["rounds"],
+            train_config=ConfigRecord({"seed": seed}),
+            evaluate_fn=server_evaluation,
+        )
     if len(records) != fed["rounds"]:
         raise ExperimentError(f"the Flower run ended after {len(records)} of {fed['rounds']} rounds")
     last = records[-1]
@@ -221,11 +228,14 @@ def _serve(cfg: dict, grid: Grid, out: Path) -> None:
     results.write_summary(out, summary)
 
 
-def run_flower(cfg: dict, out, *, workers: int | None = None, verbose: bool = False) -> dict:
+def run_flower(
+    cfg: dict, out, *, workers: int | None = None, verbose: bool = False, progress: bool | None = None
+) -> dict:
     """Run ``cfg`` (from :func:`deep_experiments.run_config`) under Flower's simulation engine, one
     SuperNode per client, and return the summary written to ``out/summary.json``. ``workers``:
-    client processes (default: the CPUs available). Flower's and Ray's telemetry are switched off
-    unless the caller set them."""
+    client processes (default: the CPUs available). ``progress``: a bar of rounds (default:
+    ``runtime.progress``). Flower's and Ray's telemetry are switched off unless the caller set
+    them."""
     check_flower_config(cfg)
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -239,7 +249,8 @@ def run_flower(cfg: dict, out, *, workers: int | None = None, verbose: bool = Fa
         summary_path.unlink(missing_ok=True)  # a summary here must be this run's
         results.write_description(out, {"engine": ENGINE, "config": cfg, "fingerprint": fingerprint(cfg)})
         workers = workers or len(os.sched_getaffinity(0))
-        server, client = make_apps(cfg, out)
+        show = cfg["runtime"]["progress"] if progress is None else progress
+        server, client = make_apps(cfg, out, progress=show)
         backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": {"num_cpus": workers}}
         logging.getLogger("flwr").setLevel(logging.INFO if verbose else logging.WARNING)
         run_simulation(
