@@ -44,6 +44,7 @@ The core never imports this module; ``import invariant_aggregator`` works withou
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from collections.abc import Iterable
 
@@ -232,9 +233,9 @@ class AggregatorStrategy(FedAvg):
 
     def summary(self) -> None:
         super().summary()
-        from flwr.supercore import log
-
-        log(20, "\t└──> Aggregation: %r, server_lr %g, buffers %s", self.rule, self.server_lr, self.buffers)
+        logging.getLogger("flwr").info(
+            "\t└──> Aggregation: %r, server_lr %g, buffers %s", self.rule, self.server_lr, self.buffers
+        )
 
     # ----------------------------------------------------------------------- Flower's hooks
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid) -> Iterable[Message]:
