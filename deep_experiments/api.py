@@ -180,7 +180,7 @@ def table1(
     (``executor``, ``address``), a failed run retried ``retries`` times; a run that still fails
     stops the table with its error. Returns the table's rows, also written to
     ``out/table.{json,csv,md}``."""
-    from .grid import run_grid
+    from .grid import run_grid, train_run
 
     runs, skipped = table1_runs(
         config,
@@ -204,7 +204,7 @@ def table1(
         progress=progress and not sequential,
         single_thread=False,  # in this process: the caller's thread settings
         log=log,
-        train=_train_with_progress if sequential and progress else _train_quietly,
+        train=_train_with_progress if sequential and progress else train_run,
     )
     if report.failed:
         first = next(iter(report.failed.items()))
@@ -215,8 +215,5 @@ def table1(
 
 
 def _train_with_progress(cfg: dict, folder: str, restart: bool = False) -> None:
+    """A grid's run with its own progress bar (table1 one by one, in this process)."""
     run_or_reuse(cfg, folder, restart=restart, progress=True)
-
-
-def _train_quietly(cfg: dict, folder: str, restart: bool = False) -> None:
-    run_or_reuse(cfg, folder, restart=restart, progress=False)

@@ -52,6 +52,10 @@ from .engine import evaluate, last_window_means, local_train, malicious_clients,
 from .errors import ExperimentError
 from .tasks import MODALITY, build_task
 
+# Flower reads its telemetry switch once, when it is first imported: off unless the caller set it
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
 try:
     from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
     from flwr.clientapp import ClientApp
@@ -94,16 +98,18 @@ _CLIENT_SIDE: dict[str, dict] = {}
 
 
 def _client_side(cfg: dict) -> dict:
-    """A client process's copy of the task, its model and attack, built once per configuration
-    (module level, so that Flower's worker processes keep it between messages)."""
+    """A client process's copy of the run (:func:`_build`), built once per configuration (module
+    level, so that Flower's worker processes keep it between messages)."""
     fp = fingerprint(cfg)
     if fp not in _CLIENT_SIDE:
         _CLIENT_SIDE.clear()
-        _CLIENT_SIDE[fp] = _build_client_side(cfg)
+        _CLIENT_SIDE[fp] = _build(cfg)
     return _CLIENT_SIDE[fp]
 
 
-def _build_client_side(cfg: dict) -> dict:
+def _build(cfg: dict) -> dict:
+    """The task, initial model, layout, attack and malicious clients (with their ranks), made as
+    :class:`deep_experiments.engine.Run` makes them: the same seed gives the same of each."""
     seed = cfg["seed"]
     attack = build_attack(cfg["attack"])
     torch.manual_seed(seed_of(seed, 0))
@@ -115,6 +121,7 @@ def _build_client_side(cfg: dict) -> dict:
         "model": model,
         "layout": ia.ParameterLayout.of(model),
         "attack": attack,
+        "malicious": malicious,
         "rank": {c: k for k, c in enumerate(malicious)},
     }
 
@@ -165,10 +172,8 @@ def make_apps(cfg: dict, out, *, progress: bool = False) -> tuple[ServerApp, Cli
 def _serve(cfg: dict, grid: Grid, out: Path, progress: bool) -> None:
     fed, seed = cfg["federation"], cfg["seed"]
     random.seed(seed)  # Flower samples nodes with Python's random
-    attack = build_attack(cfg["attack"])
-    torch.manual_seed(seed_of(seed, 0))
-    task = build_task(cfg, seed, attack)
-    model = task.make_model()
+    run = _build(cfg)
+    task, model = run["task"], run["model"]
     device = torch.device("cpu")
     n_clients = len(task.clients)
     strategy = AggregatorStrategy(
@@ -211,7 +216,7 @@ def _serve(cfg: dict, grid: Grid, out: Path, progress: bool) -> None:
         "task": cfg["task"],
         "defence": cfg["defence"]["name"],
         "seed": seed,
-        "malicious_clients": malicious_clients(seed, fed["malicious_fraction"], n_clients),
+        "malicious_clients": run["malicious"],
         "config": cfg,
         "fingerprint": fingerprint(cfg),
         "package_version": ia.__version__,
@@ -234,11 +239,9 @@ def run_flower(
     """Run ``cfg`` (from :func:`deep_experiments.run_config`) under Flower's simulation engine, one
     SuperNode per client, and return the summary written to ``out/summary.json``. ``workers``:
     client processes (default: the CPUs available). ``progress``: a bar of rounds (default:
-    ``runtime.progress``). Flower's and Ray's telemetry are switched off unless the caller set
-    them."""
+    ``runtime.progress``). Flower's and Ray's telemetry are off unless the caller set them before
+    importing this module (or Flower)."""
     check_flower_config(cfg)
-    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     from flwr.simulation import run_simulation
 
     out = Path(out)

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import dataclasses
 import importlib.util
 import itertools
 import multiprocessing
@@ -141,15 +142,7 @@ class GridReport:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        return {
-            "runs": self.runs,
-            "executor": self.executor,
-            "reused": self.reused,
-            "trained": self.trained,
-            "failed": self.failed,
-            "attempts": self.attempts,
-            "seconds": self.seconds,
-        }
+        return dataclasses.asdict(self)
 
 
 def check_grid(runs, *, restart: bool = False) -> tuple[list[tuple[dict, str]], int]:
@@ -208,13 +201,14 @@ def run_grid(
     progress: bool = True,
     single_thread: bool = True,
     log=print,
+    log_finished: bool = True,
     train=train_run,
 ) -> GridReport:
     """Carry out the (configuration, folder) pairs of ``runs`` (see the module's docstring) and
     return what happened. ``jobs``: runs at once (default: the CPUs available; on a Ray cluster,
     as many as it schedules). ``single_thread``: with ``jobs=1`` locally, train in this process
-    with one thread (restored afterwards), as the workers do. ``log`` gets one line per finished,
-    retried or failed run."""
+    with one thread (restored afterwards), as the workers do. ``log`` gets one line per retried or
+    failed run, and with ``log_finished`` one per finished run (its Acc_M and Acc_B)."""
     executor = resolve_executor(executor, address)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ExperimentError(f"retries must be an integer >= 0, got {retries!r}")
@@ -237,7 +231,8 @@ def run_grid(
         attempts[folder] = attempts.get(folder, 0) + 1
         if error is None:
             report.trained += 1
-            log(f"done    {folder}{_accuracies(folder)} ({seconds:.1f} s)")
+            if log_finished:
+                log(f"done    {folder}{_accuracies(folder)} ({seconds:.1f} s)")
         elif attempts[folder] <= retries:
             log(f"retry   {folder} (attempt {attempts[folder]} failed: {error.splitlines()[0]})")
             return True
@@ -349,27 +344,40 @@ def load_spec(path) -> dict:
 
 
 def check_spec(spec: dict, where: str = "grid spec") -> dict:
+    """The spec with its defaults filled in (seeds [0], attacks ["edge_case"], defences ["table1"]
+    unless sweeps are given, scale "small", clean false, no settings, no sweeps, retries 2), every
+    value checked."""
     unknown = sorted(set(spec) - SPEC_KEYS)
     if unknown:
         raise ExperimentError(f"{where}: unknown key(s) {unknown}; a spec has {sorted(SPEC_KEYS)}")
     from .tasks import TASKS
 
+    spec = {
+        "scale": "small",
+        "seeds": [0],
+        "attacks": ["edge_case"],
+        "defences": [] if spec.get("sweeps") else ["table1"],
+        "clean": False,
+        "set": {},
+        "sweeps": [],
+        "retries": 2,
+    } | spec
     tasks = spec.get("tasks")
     if not isinstance(tasks, list) or not tasks or any(t not in TASKS for t in tasks):
         raise ExperimentError(f"{where}: tasks must be a non-empty list of {', '.join(TASKS)}; got {tasks!r}")
-    seeds = spec.get("seeds", [0])
+    seeds = spec["seeds"]
     if not isinstance(seeds, list) or not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
         raise ExperimentError(f"{where}: seeds must be a non-empty list of integers; got {seeds!r}")
-    attacks = spec.get("attacks", ["edge_case"])
+    attacks = spec["attacks"]
     if not isinstance(attacks, list) or not attacks or any(a not in ATTACKS for a in attacks):
         raise ExperimentError(f"{where}: attacks must be a list of {', '.join(ATTACKS)}; got {attacks!r}")
-    defences = spec.get("defences", [] if spec.get("sweeps") else ["table1"])
+    defences = spec["defences"]
     if not isinstance(defences, list):
         raise ExperimentError(f"{where}: defences must be a list of names (or ['table1']); got {defences!r}")
     for d in defences:
         if d != "table1":
             check_defence_name(d)
-    sweeps = spec.get("sweeps", [])
+    sweeps = spec["sweeps"]
     if not isinstance(sweeps, list):
         raise ExperimentError(f"{where}: sweeps must be an array of tables ([[sweeps]])")
     for s in sweeps:
@@ -381,18 +389,20 @@ def check_spec(spec: dict, where: str = "grid spec") -> dict:
                 raise ExperimentError(f"{where}: sweep {s['defence']}: {k} must be a non-empty list of values")
     if not defences and not sweeps:
         raise ExperimentError(f"{where}: name defences, sweeps, or both")
-    if not isinstance(spec.get("set", {}), dict):
+    if not isinstance(spec["set"], dict):
         raise ExperimentError(f"{where}: [set] must be a table of SECTION.KEY = value")
-    if not isinstance(spec.get("clean", False), bool):
+    if not isinstance(spec["clean"], bool):
         raise ExperimentError(f"{where}: clean must be true or false")
+    if isinstance(spec["retries"], bool) or not isinstance(spec["retries"], int) or spec["retries"] < 0:
+        raise ExperimentError(f"{where}: retries must be an integer >= 0; got {spec['retries']!r}")
     return spec
 
 
 def _variants(spec: dict) -> list[tuple[str, dict]]:
     variants = []
-    for d in spec.get("defences", [] if spec.get("sweeps") else ["table1"]):
+    for d in spec["defences"]:
         variants += [(row, {}) for row in TABLE1_ROWS.values()] if d == "table1" else [(d, {})]
-    for s in spec.get("sweeps", []):
+    for s in spec["sweeps"]:
         names = [k for k in s if k != "defence"]
         for values in itertools.product(*(s[k] for k in names)):
             variants.append((s["defence"], dict(zip(names, values, strict=True))))
@@ -404,23 +414,25 @@ def _variants(spec: dict) -> list[tuple[str, dict]]:
 
 
 def spec_runs(spec: dict, out, *, data=None, download: bool = False, device=None) -> list[tuple[dict, Path]]:
-    """The (configuration, folder) pairs of a checked spec, every configuration resolved (and so
-    validated) here, before anything runs."""
+    """The (configuration, folder) pairs of a spec (:func:`check_spec`), every configuration
+    resolved (and so validated) here, before anything runs. A run that two attacks share (a
+    defence's no-attack twin) is planned under each; :func:`run_grid` runs it once."""
     from .defences import NOT_APPLICABLE
     from .tasks import MODALITY
 
+    spec = check_spec(spec)
     out = Path(out)
     options = {"data": data, "download": download, "device": device}
     runs = []
     for task in spec["tasks"]:
-        base = load_config(task, spec.get("scale", "small"), overrides=dict(spec.get("set", {})))
-        quiet = without_attackers(base) if spec.get("clean", False) else None
-        for attack in spec.get("attacks", ["edge_case"]):
+        base = load_config(task, spec["scale"], overrides=dict(spec["set"]))
+        quiet = without_attackers(base) if spec["clean"] else None
+        for attack in spec["attacks"]:
             config = attack_config(base, attack)
             for defence, params in _variants(spec):
                 if (defence, MODALITY[task]) in NOT_APPLICABLE:
                     continue
-                for seed in spec.get("seeds", [0]):
+                for seed in spec["seeds"]:
                     for kind, cfg in attacked_and_clean(config, quiet, defence, seed=seed, params=params, **options):
                         column = "none" if kind == "clean" else attack
                         runs.append((cfg, out / task / column / variant_folder(defence, params) / f"seed{seed}"))
@@ -445,13 +457,15 @@ def run_spec(
     """Plan the grid of ``spec``, run it, and write ``out/grid.json`` (every run with its status,
     the counts) and ``out/table.{json,csv,md}`` (the finished runs)."""
     out = Path(out)
-    runs = spec_runs(spec, out, data=data, download=download, device=device)
+    spec = check_spec(spec)
+    planned = spec_runs(spec, out, data=data, download=download, device=device)
+    runs = list({str(folder): (cfg, folder) for cfg, folder in planned}.values())  # shared twins once
     report = run_grid(
         runs,
         executor=executor,
         jobs=jobs,
         address=address,
-        retries=spec.get("retries", 2) if retries is None else retries,
+        retries=spec["retries"] if retries is None else retries,
         restart=restart,
         progress=progress,
         log=log,

@@ -77,7 +77,8 @@ def run_plan(
         address=address,
         retries=retries,
         progress=progress,
-        log=lambda line: None if line.startswith("done") else log(line),  # failures and retries only
+        log=log,
+        log_finished=False,  # hundreds of runs: their retries and failures only
     )
     for stage in plan.stages:
         if stage.kind != "theory":

@@ -3,6 +3,8 @@ Flower's and Ray's start-up), against the same configuration run by deep_experim
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -31,6 +33,20 @@ def test_what_the_example_cannot_run_faithfully_is_refused(sets, defence, task, 
         flower_app.check_flower_config(config(task, defence, sets=sets))
 
 
+def test_flowers_telemetry_is_off_unless_the_caller_set_it():
+    """Flower reads FLWR_TELEMETRY_ENABLED once, at its first import: the app must set it first."""
+    code = (
+        "import deep_experiments.flower_app, flwr.supercore.telemetry as t, os\n"
+        "print(t.FLWR_TELEMETRY_ENABLED, os.environ['RAY_USAGE_STATS_ENABLED'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("FLWR_TELEMETRY_ENABLED", "RAY_USAGE_STATS_ENABLED")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.split() == ["0", "0"]
+    env["FLWR_TELEMETRY_ENABLED"] = "1"  # the caller's choice stands
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.split()[0] == "1"
+
+
 def test_the_flower_app_replays_the_engine_when_every_client_trains(tmp_path, monkeypatch):
     """With every client sampled in every round, Flower's and the engine's runs train the same
     clients from the same model with the same seeds: the Flower app must give the engine's
@@ -51,7 +67,6 @@ def test_the_flower_app_replays_the_engine_when_every_client_trains(tmp_path, mo
         assert f["acc_m"] == pytest.approx(e["acc_m"], abs=1e-9)
         assert f["acc_b"] == pytest.approx(e["acc_b"], abs=1e-9)
         assert f["loss"] == pytest.approx(e["loss"], rel=1e-4)
-    assert os.environ["FLWR_TELEMETRY_ENABLED"] == "0"
 
 
 def test_the_flower_command_refuses_before_starting_flower(capsys, tmp_path):

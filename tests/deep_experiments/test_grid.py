@@ -66,7 +66,9 @@ def test_a_grid_on_a_local_ray_instance(tmp_path):
 
 def test_a_grid_run_writes_what_a_single_run_writes(tmp_path):
     runs = tiny_runs(tmp_path / "grid", defences=("invariant",), seeds=(1,))
-    grid.run_grid(runs, executor="local", jobs=1, progress=False)
+    lines = []
+    grid.run_grid(runs, executor="local", jobs=1, progress=False, log=lines.append, log_finished=False)
+    assert lines == []  # a finished run is not logged when the caller asked for failures only
     cfg, folder = runs[0]
     single = tmp_path / "single"
     de.run(cfg, "invariant", seed=1, out=single, progress=False, params=cfg["defence"]["params"])
@@ -143,6 +145,7 @@ def test_a_spec_plans_every_combination_in_named_folders(tmp_path):
         ('tasks = ["phishing"]\ndefences = ["nope"]', "nope"),
         ('tasks = ["phishing"]\nseeds = [0.5]', "seeds must be a non-empty list of integers"),
         ('tasks = ["phishing"]\n[[sweeps]]\ndefence = "invariant"\ntau = 0.4', "tau must be a non-empty list"),
+        ('tasks = ["phishing"]\nretries = -1', "retries must be an integer >= 0"),
         ("tasks = [", "not valid TOML"),
     ],
 )
@@ -164,3 +167,25 @@ def test_the_grid_command_runs_a_spec_and_reports(tmp_path, capsys):
     assert (out / "table.md").exists() and "2 runs on local: 2 trained" in capsys.readouterr().out
     assert main(["grid", str(spec), "--out", str(out), "--executor", "local", "--no-progress"]) == 0
     assert "0 trained, 2 reused" in capsys.readouterr().out
+
+
+def test_a_twin_that_two_attacks_share_is_run_and_tabled_once(tmp_path):
+    """With clean twins and two attacks, each defence's no-attack run is planned under both
+    attacks into one folder: it trains once and enters the table once (a seed listed twice
+    would stop the table)."""
+    sets = "\n".join(f'"{a.split("=")[0]}" = {a.split("=")[1]}' for a in TINY_PHISHING)
+    spec = grid.load_spec(
+        write_spec(
+            tmp_path,
+            f'tasks = ["phishing"]\nseeds = [0]\ndefences = ["median"]\nattacks = ["edge_case", "sign_flip"]\n'
+            f"clean = true\n[set]\n{sets}",
+        )
+    )
+    out = tmp_path / "out"
+    report = grid.run_spec(spec, out, executor="local", jobs=1, progress=False, log=lambda line: None)
+    assert report.runs == 3 and report.trained == 3  # two attacked runs and one shared twin
+    statuses = json.loads((out / "grid.json").read_text())["runs"]
+    assert len(statuses) == 3 and {r["status"] for r in statuses} == {"finished"}
+    rows = json.loads((out / "table.json").read_text())
+    edge = next(r for r in rows if "attack.kind='edge_case'" in r["differs"])
+    assert edge["seeds_clean"] == [0]
